@@ -1,0 +1,74 @@
+# plumb: one non-recursive Makefile. `make demo` and `make test` do all the set-up
+# on a fresh Debian 12 machine (the deps target installs missing packages).
+
+BUILD ?= build
+CC ?= cc
+OPT ?= -O2 -march=native
+SAN ?=
+CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -fopenmp -I.
+CFLAGS_ALL = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
+LDLIBS_ALL = -lblis -lcjson -lcsv -lpcre2-8 -lncursesw -lz -lm -fopenmp $(SAN) $(LDLIBS)
+
+DEB_PACKAGES := gcc make perl libblis-dev libcjson-dev libcsv-dev libncurses-dev libpcre2-dev \
+	zlib1g-dev
+
+SRC_DIRS := model datasets trainer reward rlhf eval reports tui
+LIB_SRCS := $(wildcard $(addsuffix /*.c,$(SRC_DIRS)))
+LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+TEST_SRCS := $(filter-out tests/tap.c,$(wildcard tests/*.c))
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%.t,$(TEST_SRCS))
+LIB := $(BUILD)/libplumb.a
+
+.PHONY: all deps test check-asan bench demo datasets clean format
+
+all: plumb
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/obj/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+plumb: $(BUILD)/obj/plumb.o $(LIB)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/plumb: $(BUILD)/obj/plumb.o $(LIB)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%.t: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/tap.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS_ALL)
+
+# Tests find the plumb binary of their own build through PLUMB_BIN.
+test: $(TESTS) $(BUILD)/plumb
+	PLUMB_BIN=$(BUILD)/plumb prove $(BUILD)/tests
+
+check-asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+bench: plumb
+	./plumb bench
+
+datasets:
+	sh datasets/fetch.sh
+
+format:
+	clang-format -i $(LIB_SRCS) $(TEST_SRCS) tests/tap.c plumb.c $(wildcard */*.h)
+
+clean:
+	rm -rf build plumb
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

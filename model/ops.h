@@ -1,0 +1,78 @@
+/* ops: transformer layers, forward and backward (llm.c's conventions).
+ *
+ * Argument order: outputs, caches for backward, inputs, parameters, dims.
+ * Shapes are in the comments; N is the number of token rows (B*T). Every
+ * backward ACCUMULATES (+=) into its gradient outputs. Each fast op has a
+ * plain-loop `_ref` twin used only by tests. None of them allocates. */
+#ifndef OPS_H
+#define OPS_H
+
+#include <stdbool.h>
+
+/* out[N,C] = wte[tokens[i]] + wpe[pos[i]] ; pos NULL means i % T. */
+void op_embed_fwd(float *out, const int *tokens, const int *pos, const float *wte,
+                  const float *wpe, int N, int T, int C);
+void op_embed_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens, const int *pos,
+                  int N, int T, int C);
+
+/* out[N,C] = (inp - mean) * rstd * w + b ; mean, rstd [N] are cached. */
+void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                      const float *b, int N, int C, float eps);
+void op_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, const float *mean, const float *rstd, int N, int C);
+void op_layernorm_fwd_ref(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                          const float *b, int N, int C, float eps);
+void op_layernorm_bwd_ref(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, const float *mean, const float *rstd, int N, int C);
+
+/* out[N,OC] = inp[N,IC] @ w[IC,OC] + bias[OC] (HF Conv1D layout; bias may be NULL). */
+void op_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
+                   int OC);
+/* dinp may be NULL (first layer input needs no gradient); dbias may be NULL. */
+void op_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                   const float *w, int N, int IC, int OC);
+void op_matmul_fwd_ref(float *out, const float *inp, const float *w, const float *bias, int N,
+                       int IC, int OC);
+void op_matmul_bwd_ref(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                       const float *w, int N, int IC, int OC);
+
+/* Causal multi-head attention over qkv[B,T,3C] (q | k | v, heads of C/NH
+ * contiguous inside each). att[B,NH,T,T] caches the probabilities (row i has
+ * zeros past i). seg[B,T] (may be NULL): a query attends only to keys with
+ * the same seg value, so packed documents never see each other.
+ * out[B,T,C]. scratch: tensor-owned, at least op_attention_scratch(T) floats. */
+void op_attention_fwd(float *out, float *att, const float *qkv, const int *seg, int B, int T,
+                      int C, int NH);
+void op_attention_bwd(float *dqkv, float *scratch, const float *dout, const float *att,
+                      const float *qkv, int B, int T, int C, int NH);
+long op_attention_scratch(int T);
+void op_attention_fwd_ref(float *out, float *att, const float *qkv, const int *seg, int B, int T,
+                          int C, int NH);
+void op_attention_bwd_ref(float *dqkv, const float *dout, const float *att, const float *qkv,
+                          int B, int T, int C, int NH);
+
+/* GELU, tanh approximation (HF "gelu_new"). */
+void op_gelu_fwd(float *out, const float *inp, long n);
+void op_gelu_bwd(float *dinp, const float *inp, const float *dout, long n);
+void op_gelu_fwd_ref(float *out, const float *inp, long n);
+void op_gelu_bwd_ref(float *dinp, const float *inp, const float *dout, long n);
+
+/* out = a + b. Backward is dA += dout, dB += dout: op_add_inplace. */
+void op_residual_fwd(float *out, const float *a, const float *b, long n);
+void op_add_inplace(float *dst, const float *src, long n);
+
+/* Softmax cross-entropy over logits[N,V]. For rows with targets[i] >= 0:
+ * logp[i] = log softmax(logits[i])[targets[i]]; rows with targets[i] < 0
+ * get logp 0. lse[N] caches log-sum-exp for the backward. */
+void op_xent_fwd(float *logp, float *lse, const float *logits, const int *targets, int N, int V);
+/* In place: logits[N,V] becomes d objective / d logits, given dlogp[N]
+ * (d objective / d logp); rows with no target become zero. */
+void op_xent_bwd(float *logits, const float *lse, const int *targets, const float *dlogp, int N,
+                 int V);
+void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *targets, int N,
+                     int V);
+
+/* Row-wise log-softmax statistics for sampling and scoring: lse[N]. */
+void op_logsumexp(float *lse, const float *logits, int N, int V);
+
+#endif
