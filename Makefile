@@ -3,7 +3,7 @@
 
 BUILD ?= build
 CC ?= cc
-OPT ?= -O2 -march=native
+OPT ?= -O3 -march=native
 SAN ?=
 CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -fopenmp -I.
 CFLAGS_ALL = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)

@@ -36,6 +36,7 @@ int gpt_config_check(const struct gpt_config *cfg, struct pl_err *err);
 struct gpt_opts {
     bool trainable;  /* allocate gradients, AdamW moments and backward caches */
     bool score_head; /* allocate score.weight [1, n_embd] */
+    bool head_only;  /* a reward or value model: no LM logits memory, targets must be NULL */
     int max_batch;   /* largest B passed to gpt_forward */
     int max_seq;     /* largest T passed to gpt_forward (<= n_positions) */
 };
@@ -101,6 +102,7 @@ struct gpt {
     const int *tokens_, *targets_, *pos_, *last_;
     int logit_rows;    /* rows of the logits buffer: B*T when trainable, else a chunk */
     long adam_t;       /* AdamW step count */
+    int att_threads;   /* threads the attention backward scratch was sized for */
 };
 
 /* Allocate for cfg. Leaves m releasable on failure. Weights are zero: call
@@ -111,7 +113,7 @@ void gpt_release(struct gpt *m);
 
 /* GPT-2 initialisation: N(0, 0.02) for matrices and embeddings, residual
  * projections (attn.c_proj, mlp.c_proj) scaled by 1/sqrt(2*n_layer), LayerNorm
- * weight 1, biases 0, score head N(0, 1/sqrt(C+1)) as HF does. */
+ * weight 1, biases 0, score head N(0, 0.02) as HF does. Same seed, same weights. */
 void gpt_init_weights(struct gpt *m, uint64_t seed);
 
 /* The parameter tensor with this HF name, or NULL. */

@@ -39,13 +39,14 @@ void op_matmul_bwd_ref(float *dinp, float *dw, float *dbias, const float *dout, 
 /* Causal multi-head attention over qkv[B,T,3C] (q | k | v, heads of C/NH
  * contiguous inside each). att[B,NH,T,T] caches the probabilities (row i has
  * zeros past i). seg[B,T] (may be NULL): a query attends only to keys with
- * the same seg value, so packed documents never see each other.
- * out[B,T,C]. scratch: tensor-owned, at least op_attention_scratch(T) floats. */
+ * the same seg value, so packed documents never see each other. out[B,T,C].
+ * The backward needs scratch of op_attention_scratch(T, threads) floats and
+ * runs on at most `threads` threads. */
 void op_attention_fwd(float *out, float *att, const float *qkv, const int *seg, int B, int T,
                       int C, int NH);
-void op_attention_bwd(float *dqkv, float *scratch, const float *dout, const float *att,
-                      const float *qkv, int B, int T, int C, int NH);
-long op_attention_scratch(int T);
+void op_attention_bwd(float *dqkv, float *scratch, int threads, const float *dout,
+                      const float *att, const float *qkv, int B, int T, int C, int NH);
+long op_attention_scratch(int T, int threads);
 void op_attention_fwd_ref(float *out, float *att, const float *qkv, const int *seg, int B, int T,
                           int C, int NH);
 void op_attention_bwd_ref(float *dqkv, const float *dout, const float *att, const float *qkv,

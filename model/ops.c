@@ -1,0 +1,513 @@
+#include "ops.h"
+
+#include "pl.h"
+#include "tensor.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* Work below this many floats runs on one thread: waking the pool costs more. */
+#define PAR_MIN 32768L
+
+/* exp for the hot loops: plain arithmetic that GCC vectorises (libm's expf
+ * does not), relative error about 2e-7 over the float range. */
+static inline float fexp(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = __builtin_floorf(x * 1.44269504f + 0.5f);
+    float r = x - n * 0.693145752f - n * 1.42860677e-06f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f +
+                                                  r * (0.00833333377f + r * 0.00138888892f)))));
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float ftanh(float x)
+{
+    return 1.0f - 2.0f / (fexp(2.0f * x) + 1.0f);
+}
+
+/* ---- embedding ---- */
+
+void op_embed_fwd(float *out, const int *tokens, const int *pos, const float *wte,
+                  const float *wpe, int N, int T, int C)
+{
+#pragma omp parallel for if ((long)N * C > PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        const float *te = wte + (size_t)tokens[i] * C;
+        const float *pe = wpe + (size_t)(pos ? pos[i] : i % T) * C;
+        float *o = out + (size_t)i * C;
+        for (int c = 0; c < C; c++)
+            o[c] = te[c] + pe[c];
+    }
+}
+
+void op_embed_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens, const int *pos,
+                  int N, int T, int C)
+{
+    /* Serial: two rows may share a token, and this is a tiny part of a step. */
+    for (int i = 0; i < N; i++) {
+        float *dte = dwte + (size_t)tokens[i] * C;
+        float *dpe = dwpe + (size_t)(pos ? pos[i] : i % T) * C;
+        const float *d = dout + (size_t)i * C;
+        for (int c = 0; c < C; c++) {
+            dte[c] += d[c];
+            dpe[c] += d[c];
+        }
+    }
+}
+
+/* ---- layernorm ---- */
+
+void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                      const float *b, int N, int C, float eps)
+{
+#pragma omp parallel for if ((long)N * C > PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *o = out + (size_t)i * C;
+        float m = 0.0f;
+        for (int c = 0; c < C; c++)
+            m += x[c];
+        m /= (float)C;
+        float v = 0.0f;
+        for (int c = 0; c < C; c++)
+            v += (x[c] - m) * (x[c] - m);
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + eps);
+        for (int c = 0; c < C; c++)
+            o[c] = (x[c] - m) * s * w[c] + b[c];
+        mean[i] = m;
+        rstd[i] = s;
+    }
+}
+
+void op_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, const float *mean, const float *rstd, int N, int C)
+{
+    /* dinp rows are independent; dw and db are summed over rows per thread
+     * and reduced after, so threads never write the same parameter. */
+    int nt = (long)N * C > PAR_MIN ? omp_get_max_threads() : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        float dwl[C], dbl[C];
+        memset(dwl, 0, sizeof dwl);
+        memset(dbl, 0, sizeof dbl);
+#pragma omp for
+        for (int i = 0; i < N; i++) {
+            const float *x = inp + (size_t)i * C;
+            const float *d = dout + (size_t)i * C;
+            float *dx = dinp + (size_t)i * C;
+            float m = mean[i], s = rstd[i];
+            float dnorm_mean = 0.0f, dnorm_norm = 0.0f;
+            for (int c = 0; c < C; c++) {
+                float xh = (x[c] - m) * s;
+                float dn = w[c] * d[c];
+                dnorm_mean += dn;
+                dnorm_norm += dn * xh;
+                dbl[c] += d[c];
+                dwl[c] += xh * d[c];
+            }
+            dnorm_mean /= (float)C;
+            dnorm_norm /= (float)C;
+            for (int c = 0; c < C; c++) {
+                float xh = (x[c] - m) * s;
+                dx[c] += (w[c] * d[c] - dnorm_mean - xh * dnorm_norm) * s;
+            }
+        }
+#pragma omp critical
+        for (int c = 0; c < C; c++) {
+            dw[c] += dwl[c];
+            db[c] += dbl[c];
+        }
+    }
+}
+
+void op_layernorm_fwd_ref(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                          const float *b, int N, int C, float eps)
+{
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        double m = 0, v = 0;
+        for (int c = 0; c < C; c++)
+            m += x[c];
+        m /= C;
+        for (int c = 0; c < C; c++)
+            v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        double s = 1.0 / sqrt(v + eps);
+        for (int c = 0; c < C; c++)
+            out[(size_t)i * C + c] = (float)((x[c] - m) * s * w[c] + b[c]);
+        mean[i] = (float)m;
+        rstd[i] = (float)s;
+    }
+}
+
+void op_layernorm_bwd_ref(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, const float *mean, const float *rstd, int N, int C)
+{
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        const float *d = dout + (size_t)i * C;
+        double a = 0, bsum = 0;
+        for (int c = 0; c < C; c++) {
+            double xh = (x[c] - mean[i]) * rstd[i];
+            a += w[c] * d[c];
+            bsum += w[c] * d[c] * xh;
+            db[c] += d[c];
+            dw[c] += (float)(xh * d[c]);
+        }
+        for (int c = 0; c < C; c++) {
+            double xh = (x[c] - mean[i]) * rstd[i];
+            dinp[(size_t)i * C + c] += (float)((w[c] * d[c] - a / C - xh * bsum / C) * rstd[i]);
+        }
+    }
+}
+
+/* ---- matmul (HF Conv1D layout: w is [IC, OC]) ---- */
+
+void op_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
+                   int OC)
+{
+    float beta = 0.0f;
+    if (bias) {
+#pragma omp parallel for if ((long)N * OC > PAR_MIN)
+        for (int i = 0; i < N; i++)
+            memcpy(out + (size_t)i * OC, bias, sizeof(float) * OC);
+        beta = 1.0f;
+    }
+    tensor_gemm(false, false, N, OC, IC, 1.0f, inp, IC, w, OC, beta, out, OC);
+}
+
+void op_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                   const float *w, int N, int IC, int OC)
+{
+    if (dinp)
+        tensor_gemm(false, true, N, IC, OC, 1.0f, dout, OC, w, OC, 1.0f, dinp, IC);
+    tensor_gemm(true, false, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dw, OC);
+    if (dbias) {
+#pragma omp parallel for if ((long)N * OC > PAR_MIN)
+        for (int o = 0; o < OC; o++) {
+            float s = 0.0f;
+            for (int i = 0; i < N; i++)
+                s += dout[(size_t)i * OC + o];
+            dbias[o] += s;
+        }
+    }
+}
+
+void op_matmul_fwd_ref(float *out, const float *inp, const float *w, const float *bias, int N,
+                       int IC, int OC)
+{
+    for (int i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++) {
+            double s = bias ? bias[o] : 0.0;
+            for (int k = 0; k < IC; k++)
+                s += (double)inp[(size_t)i * IC + k] * w[(size_t)k * OC + o];
+            out[(size_t)i * OC + o] = (float)s;
+        }
+}
+
+void op_matmul_bwd_ref(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                       const float *w, int N, int IC, int OC)
+{
+    for (int i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++) {
+            float d = dout[(size_t)i * OC + o];
+            if (dbias)
+                dbias[o] += d;
+            for (int k = 0; k < IC; k++) {
+                if (dinp)
+                    dinp[(size_t)i * IC + k] += d * w[(size_t)k * OC + o];
+                dw[(size_t)k * OC + o] += d * inp[(size_t)i * IC + k];
+            }
+        }
+}
+
+/* ---- attention ---- */
+
+/* Softmax of row i of scores in place over the keys it may see (j <= i and,
+ * with seg, the same document); every other entry becomes 0. */
+static void attention_row_softmax(float *row, int i, const int *seg)
+{
+    float mx = -INFINITY;
+    for (int j = 0; j <= i; j++)
+        if ((!seg || seg[j] == seg[i]) && row[j] > mx)
+            mx = row[j];
+    float sum = 0.0f;
+    for (int j = 0; j <= i; j++) {
+        float e = (!seg || seg[j] == seg[i]) ? fexp(row[j] - mx) : 0.0f;
+        row[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j <= i; j++)
+        row[j] *= inv;
+}
+
+void op_attention_fwd(float *out, float *att, const float *qkv, const int *seg, int B, int T,
+                      int C, int NH)
+{
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * C3 + h * hs;
+            const float *k = q + C, *v = q + 2 * C;
+            float *s = att + ((size_t)b * NH + h) * T * T;
+            const int *sg = seg ? seg + (size_t)b * T : NULL;
+            tensor_gemm_1t(false, true, T, T, hs, scale, q, C3, k, C3, 0.0f, s, T);
+            for (int i = 0; i < T; i++) {
+                attention_row_softmax(s + (size_t)i * T, i, sg);
+                memset(s + (size_t)i * T + i + 1, 0, sizeof(float) * (T - i - 1));
+            }
+            tensor_gemm_1t(false, false, T, hs, T, 1.0f, s, T, v, C3, 0.0f,
+                           out + (size_t)b * T * C + h * hs, C);
+        }
+}
+
+long op_attention_scratch(int T, int threads) { return (long)T * T * (threads > 0 ? threads : 1); }
+
+void op_attention_bwd(float *dqkv, float *scratch, int threads, const float *dout,
+                      const float *att, const float *qkv, int B, int T, int C, int NH)
+{
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    int nt = omp_get_max_threads() < threads ? omp_get_max_threads() : threads;
+#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(nt)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            float *dp = scratch + (size_t)omp_get_thread_num() * T * T;
+            const float *q = qkv + (size_t)b * T * C3 + h * hs;
+            const float *k = q + C, *v = q + 2 * C;
+            float *dq = dqkv + (size_t)b * T * C3 + h * hs;
+            float *dk = dq + C, *dv = dq + 2 * C;
+            const float *p = att + ((size_t)b * NH + h) * T * T;
+            const float *dy = dout + (size_t)b * T * C + h * hs;
+            tensor_gemm_1t(false, true, T, T, hs, 1.0f, dy, C, v, C3, 0.0f, dp, T);
+            tensor_gemm_1t(true, false, T, hs, T, 1.0f, p, T, dy, C, 1.0f, dv, C3);
+            /* Softmax backward; masked entries have p = 0 and so get 0. */
+            for (int i = 0; i < T; i++) {
+                const float *pr = p + (size_t)i * T;
+                float *dr = dp + (size_t)i * T;
+                float dot = 0.0f;
+                for (int j = 0; j <= i; j++)
+                    dot += pr[j] * dr[j];
+                for (int j = 0; j <= i; j++)
+                    dr[j] = pr[j] * (dr[j] - dot);
+                memset(dr + i + 1, 0, sizeof(float) * (T - i - 1));
+            }
+            tensor_gemm_1t(false, false, T, hs, T, scale, dp, T, k, C3, 1.0f, dq, C3);
+            tensor_gemm_1t(true, false, T, hs, T, scale, dp, T, q, C3, 1.0f, dk, C3);
+        }
+}
+
+void op_attention_fwd_ref(float *out, float *att, const float *qkv, const int *seg, int B, int T,
+                          int C, int NH)
+{
+    int hs = C / NH, C3 = 3 * C;
+    double scale = 1.0 / sqrt((double)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++) {
+                const float *q = qkv + ((size_t)b * T + i) * C3 + h * hs;
+                float *row = att + (((size_t)b * NH + h) * T + i) * T;
+                double mx = -INFINITY;
+                for (int j = 0; j < T; j++) {
+                    int visible = j <= i && (!seg || seg[b * T + j] == seg[b * T + i]);
+                    double s = 0;
+                    if (visible) {
+                        const float *k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
+                        for (int d = 0; d < hs; d++)
+                            s += (double)q[d] * k[d];
+                        s *= scale;
+                        if (s > mx)
+                            mx = s;
+                    }
+                    row[j] = visible ? (float)s : -INFINITY;
+                }
+                double sum = 0;
+                for (int j = 0; j < T; j++)
+                    sum += row[j] == -INFINITY ? 0 : exp(row[j] - mx);
+                for (int j = 0; j < T; j++)
+                    row[j] = row[j] == -INFINITY ? 0.0f : (float)(exp(row[j] - mx) / sum);
+                float *o = out + ((size_t)b * T + i) * C + h * hs;
+                for (int d = 0; d < hs; d++) {
+                    double acc = 0;
+                    for (int j = 0; j < T; j++)
+                        acc += (double)row[j] * qkv[((size_t)b * T + j) * C3 + 2 * C + h * hs + d];
+                    o[d] = (float)acc;
+                }
+            }
+}
+
+void op_attention_bwd_ref(float *dqkv, const float *dout, const float *att, const float *qkv,
+                          int B, int T, int C, int NH)
+{
+    int hs = C / NH, C3 = 3 * C;
+    double scale = 1.0 / sqrt((double)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++) {
+                const float *p = att + (((size_t)b * NH + h) * T + i) * T;
+                const float *dy = dout + ((size_t)b * T + i) * C + h * hs;
+                const float *q = qkv + ((size_t)b * T + i) * C3 + h * hs;
+                float *dq = dqkv + ((size_t)b * T + i) * C3 + h * hs;
+                double dpv[T], dot = 0;
+                for (int j = 0; j < T; j++) {
+                    const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * C + h * hs;
+                    float *dv = dqkv + ((size_t)b * T + j) * C3 + 2 * C + h * hs;
+                    double s = 0;
+                    for (int d = 0; d < hs; d++) {
+                        s += (double)dy[d] * v[d];
+                        dv[d] += p[j] * dy[d];
+                    }
+                    dpv[j] = s;
+                    dot += p[j] * s;
+                }
+                for (int j = 0; j < T; j++) {
+                    double ds = p[j] * (dpv[j] - dot) * scale;
+                    const float *k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
+                    float *dk = dqkv + ((size_t)b * T + j) * C3 + C + h * hs;
+                    for (int d = 0; d < hs; d++) {
+                        dq[d] += (float)(ds * k[d]);
+                        dk[d] += (float)(ds * q[d]);
+                    }
+                }
+            }
+}
+
+/* ---- GELU (tanh form) ---- */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+void op_gelu_fwd(float *out, const float *inp, long n)
+{
+#pragma omp parallel for simd if (n > PAR_MIN)
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + ftanh(GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void op_gelu_bwd(float *dinp, const float *inp, const float *dout, long n)
+{
+#pragma omp parallel for simd if (n > PAR_MIN)
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = ftanh(GELU_K * (x + 0.044715f * x * x * x));
+        float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+    }
+}
+
+void op_gelu_fwd_ref(float *out, const float *inp, long n)
+{
+    for (long i = 0; i < n; i++) {
+        double x = inp[i];
+        out[i] = (float)(0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))));
+    }
+}
+
+void op_gelu_bwd_ref(float *dinp, const float *inp, const float *dout, long n)
+{
+    for (long i = 0; i < n; i++) {
+        double x = inp[i];
+        double t = tanh(0.7978845608028654 * (x + 0.044715 * x * x * x));
+        double du = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+        dinp[i] += (float)(dout[i] * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du));
+    }
+}
+
+/* ---- residual ---- */
+
+void op_residual_fwd(float *out, const float *a, const float *b, long n)
+{
+#pragma omp parallel for simd if (n > PAR_MIN)
+    for (long i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+void op_add_inplace(float *dst, const float *src, long n)
+{
+#pragma omp parallel for simd if (n > PAR_MIN)
+    for (long i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* ---- softmax cross-entropy ---- */
+
+static float row_logsumexp(const float *z, int V)
+{
+    float mx = -INFINITY;
+    for (int j = 0; j < V; j++)
+        mx = z[j] > mx ? z[j] : mx;
+    float sum = 0.0f;
+    for (int j = 0; j < V; j++)
+        sum += fexp(z[j] - mx);
+    return mx + logf(sum);
+}
+
+void op_logsumexp(float *lse, const float *logits, int N, int V)
+{
+#pragma omp parallel for if ((long)N * V > PAR_MIN)
+    for (int i = 0; i < N; i++)
+        lse[i] = row_logsumexp(logits + (size_t)i * V, V);
+}
+
+void op_xent_fwd(float *logp, float *lse, const float *logits, const int *targets, int N, int V)
+{
+#pragma omp parallel for if ((long)N * V > PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        const float *z = logits + (size_t)i * V;
+        if (targets[i] < 0) {
+            logp[i] = 0.0f;
+            lse[i] = 0.0f;
+            continue;
+        }
+        lse[i] = row_logsumexp(z, V);
+        logp[i] = z[targets[i]] - lse[i];
+    }
+}
+
+void op_xent_bwd(float *logits, const float *lse, const int *targets, const float *dlogp, int N,
+                 int V)
+{
+#pragma omp parallel for if ((long)N * V > PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        float *z = logits + (size_t)i * V;
+        if (targets[i] < 0 || dlogp[i] == 0.0f) {
+            memset(z, 0, sizeof(float) * V);
+            continue;
+        }
+        float g = dlogp[i], l = lse[i];
+        for (int j = 0; j < V; j++)
+            z[j] = -g * fexp(z[j] - l);
+        z[targets[i]] += g;
+    }
+}
+
+void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *targets, int N,
+                     int V)
+{
+    for (int i = 0; i < N; i++) {
+        const float *z = logits + (size_t)i * V;
+        if (targets[i] < 0) {
+            logp[i] = 0.0f;
+            lse[i] = 0.0f;
+            continue;
+        }
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < V; j++)
+            mx = z[j] > mx ? z[j] : mx;
+        for (int j = 0; j < V; j++)
+            sum += exp(z[j] - mx);
+        lse[i] = (float)(mx + log(sum));
+        logp[i] = (float)(z[targets[i]] - mx - log(sum));
+    }
+}
