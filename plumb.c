@@ -1,6 +1,8 @@
 /* plumb: argument parsing and dispatch only. This is the only code that prints
  * errors or exits; every command returns 0 (ok), 1 (runtime or data error) or
  * 2 (usage). */
+#include "model/bench.h"
+#include "model/ckpt.h"
 #include "model/pl.h"
 #include "model/tensor.h"
 
@@ -49,6 +51,155 @@ static int engine_start(const char *arch, int threads)
     return rc ? fail(&err, rc) : 0;
 }
 
+/* Parse a positive integer option value; 0 when it is not one. */
+static int parse_count(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *s && !*end && v > 0 && v < (1L << 30) ? (int)v : 0;
+}
+
+/* --threads and --blis-arch, accepted by every command that runs a model.
+ * Returns 1 when argv[*i] was one of them (value in *threads / *arch). */
+static int engine_option(int argc, char **argv, int *i, int *threads, const char **arch,
+                         int *missing)
+{
+    const char *v;
+    if ((v = opt_value(argc, argv, i, "--threads", missing))) {
+        *threads = parse_count(v);
+        if (!*threads)
+            *missing = 1;
+        return 1;
+    }
+    if ((v = opt_value(argc, argv, i, "--blis-arch", missing))) {
+        *arch = v;
+        return 1;
+    }
+    return 0;
+}
+
+/* The two shapes the README's speed figures use. */
+static void bench_shape(struct gpt_config *c, bool small)
+{
+    gpt_config_gpt2(c);
+    if (small) {
+        c->n_layer = 4;
+        c->n_embd = 256;
+        c->n_head = 4;
+        c->vocab_size = 256;
+        c->bos_token_id = c->eos_token_id = 255;
+        snprintf(c->tokenizer, sizeof c->tokenizer, "byte");
+    }
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    const char *config = NULL, *arch = NULL;
+    int threads = 0, batch = 4, seq = 256, steps = 3, json = 0, missing = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (engine_option(argc, argv, &i, &threads, &arch, &missing))
+            continue;
+        else if ((v = opt_value(argc, argv, &i, "--config", &missing)))
+            config = v;
+        else if ((v = opt_value(argc, argv, &i, "--batch", &missing)))
+            missing |= !(batch = parse_count(v));
+        else if ((v = opt_value(argc, argv, &i, "--seq", &missing)))
+            missing |= !(seq = parse_count(v));
+        else if ((v = opt_value(argc, argv, &i, "--steps", &missing)))
+            missing |= !(steps = parse_count(v));
+        else if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else
+            return usage_error("bench", "unknown option");
+        if (missing)
+            return usage_error("bench", "an option lacks a valid value");
+    }
+    int rc = engine_start(arch, threads);
+    if (rc)
+        return rc;
+    struct gpt_config shapes[2];
+    int n_shapes = 0;
+    struct pl_err err = {0};
+    if (config) {
+        gpt_config_gpt2(&shapes[0]);
+        if ((rc = ckpt_config_parse(config, "--config", &shapes[n_shapes++], &err)))
+            return fail(&err, rc);
+    } else {
+        bench_shape(&shapes[n_shapes++], true);
+        bench_shape(&shapes[n_shapes++], false);
+    }
+    if (json)
+        printf("[");
+    for (int s = 0; s < n_shapes; s++) {
+        struct bench_opts o = {.cfg = shapes[s], .batch = batch, .seq = seq, .steps = steps};
+        if (o.cfg.n_positions < seq)
+            o.cfg.n_positions = seq;
+        struct bench_result r;
+        if ((rc = bench_model(&o, &r, &err)))
+            return fail(&err, rc);
+        char *out = json ? bench_json(&r) : bench_text(&r);
+        if (!out)
+            return fail(NULL, PL_ENOMEM);
+        printf(json ? "%s%s" : "%s%s\n", json && s ? "," : "", out);
+        fflush(stdout);
+        pl_free(out);
+    }
+    if (json)
+        printf("]\n");
+    return 0;
+}
+
+/* plumb init --config JSON --out DIR [--seed N] [--score-head]: a randomly initialised model. */
+static int cmd_init(int argc, char **argv)
+{
+    const char *config = NULL, *out = NULL, *seed_text = NULL;
+    int score_head = 0, missing = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if ((v = opt_value(argc, argv, &i, "--config", &missing)))
+            config = v;
+        else if ((v = opt_value(argc, argv, &i, "--out", &missing)))
+            out = v;
+        else if ((v = opt_value(argc, argv, &i, "--seed", &missing)))
+            seed_text = v;
+        else if (strcmp(argv[i], "--score-head") == 0)
+            score_head = 1;
+        else if (!missing)
+            return usage_error("init", "unknown option");
+        if (missing)
+            return usage_error("init", "an option lacks a value");
+    }
+    if (!config || !out)
+        return usage_error("init", "--config and --out are required");
+    unsigned long long seed = 1337;
+    if (seed_text) {
+        char *end;
+        seed = strtoull(seed_text, &end, 10);
+        if (!*seed_text || *end || *seed_text == '-')
+            return usage_error("init", "--seed expects a non-negative integer");
+    }
+    struct pl_err err = {0};
+    struct gpt_config cfg;
+    int rc = ckpt_config_parse(config, "--config", &cfg, &err);
+    if (rc)
+        return fail(&err, rc), 2; /* a bad --config is a usage error */
+    struct gpt_opts opts = {.score_head = score_head, .max_batch = 1, .max_seq = 1};
+    struct gpt m;
+    rc = gpt_init(&m, &cfg, &opts, &err);
+    size_t n_params = m.n_params;
+    if (!rc) {
+        gpt_init_weights(&m, seed);
+        rc = ckpt_save(&m, out, &err);
+    }
+    gpt_release(&m);
+    if (rc)
+        return fail(&err, rc);
+    printf("%s: %zu parameters\n", out, n_params);
+    return 0;
+}
+
+
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -59,6 +210,8 @@ static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
     {"help", cmd_help, "show this list"},
+    {"init", cmd_init, "write a random model: --config JSON --out DIR [--seed N] [--score-head]"},
+    {"bench", cmd_bench, "measure training and inference speed against BLIS's own sgemm rate"},
 };
 
 static int cmd_help(int argc, char **argv)

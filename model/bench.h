@@ -1,0 +1,38 @@
+/* bench: plumb's speed as ratios measured in one run (absolute times drift
+ * on shared machines). BLIS's own sgemm rate on exactly the GEMMs of one
+ * training step is the yardstick; plumb's forward and training step are
+ * reported as achieved FLOP/s and as a fraction of it (model FLOPs
+ * utilisation). Every figure is the best of `steps` timed repetitions after
+ * one warm-up, for the yardstick and for plumb alike. */
+#ifndef BENCH_H
+#define BENCH_H
+
+#include "gpt.h"
+#include "pl.h"
+
+struct bench_opts {
+    struct gpt_config cfg;
+    int batch, seq, steps;
+};
+
+struct bench_result {
+    struct gpt_config cfg;
+    int batch, seq, steps, threads;
+    const char *arch;      /* BLIS kernel set in use */
+    double sgemm_gflops;   /* BLIS on the training step's GEMM shapes */
+    double fwd_tokens_per_s, fwd_gflops, fwd_mfu;
+    double train_tokens_per_s, train_gflops, train_mfu;
+};
+
+/* Run the model and GEMM benchmarks for one shape. Errors: PL_EINVAL, PL_ENOMEM. */
+int bench_model(const struct bench_opts *o, struct bench_result *r, struct pl_err *err);
+
+/* The result as a JSON object (caller frees with pl_free):
+ * {"shape": {...}, "blis": {"arch", "threads", "sgemm_gflops"},
+ *  "forward": {"tokens_per_s", "gflops", "mfu"}, "train": {"tokens_per_s", "gflops", "mfu"}}. */
+char *bench_json(const struct bench_result *r);
+
+/* A few lines of plain text for a terminal (caller frees with pl_free). */
+char *bench_text(const struct bench_result *r);
+
+#endif

@@ -1,0 +1,1137 @@
+#include "ckpt.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* safetensors data is little-endian and is copied to and from host memory as it is. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "model/ckpt.c assumes a little-endian host"
+#endif
+
+/* ---- dtypes ---- */
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtypes[] = {
+    [CKPT_F32] = {"F32", 4},   [CKPT_F16] = {"F16", 2},         [CKPT_BF16] = {"BF16", 2},
+    [CKPT_F64] = {"F64", 8},   [CKPT_I64] = {"I64", 8},         [CKPT_U64] = {"U64", 8},
+    [CKPT_I32] = {"I32", 4},   [CKPT_U32] = {"U32", 4},         [CKPT_I16] = {"I16", 2},
+    [CKPT_U16] = {"U16", 2},   [CKPT_I8] = {"I8", 1},           [CKPT_U8] = {"U8", 1},
+    [CKPT_BOOL] = {"BOOL", 1}, [CKPT_F8_E5M2] = {"F8_E5M2", 1}, [CKPT_F8_E4M3] = {"F8_E4M3", 1},
+};
+#define N_DTYPES ((int)(sizeof dtypes / sizeof *dtypes))
+
+size_t ckpt_dtype_size(enum ckpt_dtype dtype)
+{
+    PL_ASSERT((int)dtype >= 0 && (int)dtype < N_DTYPES);
+    return dtypes[dtype].size;
+}
+
+const char *ckpt_dtype_name(enum ckpt_dtype dtype)
+{
+    PL_ASSERT((int)dtype >= 0 && (int)dtype < N_DTYPES);
+    return dtypes[dtype].name;
+}
+
+static bool is_float_dtype(enum ckpt_dtype d)
+{
+    return d == CKPT_F32 || d == CKPT_F16 || d == CKPT_BF16;
+}
+
+size_t ckpt_tensor_numel(const struct ckpt_tensor *t)
+{
+    size_t n = 1;
+    for (int i = 0; i < t->ndim; i++)
+        n *= (size_t)t->shape[i];
+    return n;
+}
+
+static float f32_from_bits(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+float ckpt_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    if (exp == 0x1f) /* inf or NaN: the payload moves up with the quiet bit in place */
+        return f32_from_bits(sign | 0x7f800000u | mant << 13);
+    if (exp != 0)
+        return f32_from_bits(sign | (exp + 112) << 23 | mant << 13);
+    if (mant == 0)
+        return f32_from_bits(sign);
+    /* Subnormal: mant * 2^-24. Shift the leading one up to the implicit bit;
+     * each shift lowers the exponent from 2^-14's biased 113. */
+    uint32_t e = 113;
+    while (!(mant & 0x400)) {
+        mant <<= 1;
+        e--;
+    }
+    return f32_from_bits(sign | e << 23 | (mant & 0x3ff) << 13);
+}
+
+float ckpt_bf16_to_f32(uint16_t h)
+{
+    return f32_from_bits((uint32_t)h << 16);
+}
+
+static uint16_t load_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/* Element i of a float tensor as F32; data may be unaligned. */
+static float elem_f32(const struct ckpt_tensor *t, size_t i)
+{
+    const unsigned char *p = t->data;
+    switch (t->dtype) {
+    case CKPT_F16:
+        return ckpt_f16_to_f32(load_u16(p + 2 * i));
+    case CKPT_BF16:
+        return ckpt_bf16_to_f32(load_u16(p + 2 * i));
+    default: {
+        PL_ASSERT(t->dtype == CKPT_F32);
+        float f;
+        memcpy(&f, p + 4 * i, sizeof f);
+        return f;
+    }
+    }
+}
+
+/* out[numel] = a float tensor converted to F32. */
+static void tensor_to_f32(float *out, const struct ckpt_tensor *t, size_t numel)
+{
+    if (numel == 0)
+        return;
+    if (t->dtype == CKPT_F32) {
+        memcpy(out, t->data, numel * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < numel; i++)
+        out[i] = elem_f32(t, i);
+}
+
+/* "[96, 32]" */
+static const char *fmt_shape(char *buf, size_t size, const int64_t *shape, int ndim)
+{
+    size_t k = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%" PRId64, i ? ", " : "", shape[i]);
+    if (k < size)
+        snprintf(buf + k, size - k, "]");
+    return buf;
+}
+
+/* ---- a growable string ---- */
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = pl_realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+/* For short numeric pieces only. */
+static __attribute__((format(printf, 2, 3))) void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    PL_ASSERT(k >= 0 && (size_t)k < sizeof tmp);
+    sb_add(b, tmp, (size_t)k);
+}
+
+/* s as a quoted JSON string; bytes >= 0x80 pass through (UTF-8). */
+static void sb_json_str(struct sbuf *b, const char *s)
+{
+    sb_add(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            sb_add(b, esc, 2);
+        } else if (c < 0x20) {
+            sb_printf(b, "\\u%04x", c);
+        } else {
+            sb_add(b, s, 1);
+        }
+    }
+    sb_add(b, "\"", 1);
+}
+
+/* ---- files ---- */
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = pl_malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a > 0 && dir[a - 1] != '/')
+        p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}
+
+static int write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A file written as path.tmp and renamed over path only once it is complete and on disk. */
+struct atomic_file {
+    const char *path;
+    char *tmp;
+    int fd;
+};
+
+static int atomic_open(struct atomic_file *a, const char *path, struct pl_err *err)
+{
+    a->path = path;
+    a->fd = -1;
+    a->tmp = pl_malloc(strlen(path) + 5);
+    if (!a->tmp)
+        return pl_oom(err, "file name");
+    sprintf(a->tmp, "%s.tmp", path);
+    a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (a->fd < 0)
+        return pl_errf(err, PL_EIO, "cannot create '%s': %s", a->tmp, strerror(errno));
+    return PL_OK;
+}
+
+/* Drop the temporary file after a failure. */
+static void atomic_abort(struct atomic_file *a)
+{
+    if (a->fd >= 0) {
+        close(a->fd);
+        unlink(a->tmp);
+    }
+    pl_free(a->tmp);
+    a->tmp = NULL;
+    a->fd = -1;
+}
+
+static int atomic_write(struct atomic_file *a, const void *data, size_t n, struct pl_err *err)
+{
+    if (write_all(a->fd, data, n) != 0)
+        return pl_errf(err, PL_EIO, "cannot write '%s': %s", a->tmp, strerror(errno));
+    return PL_OK;
+}
+
+/* fsync the folder holding path, so that the rename itself survives a crash. */
+static int sync_parent(const char *path, struct pl_err *err)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? pl_malloc((size_t)(slash - path) + 2) : pl_strdup(".");
+    if (!dir)
+        return pl_oom(err, "folder name");
+    if (slash) {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int rc = PL_OK;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* Some file systems cannot sync a folder (EINVAL); the rename is then as durable as it gets. */
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
+        rc = pl_errf(err, PL_EIO, "cannot sync folder '%s': %s", dir, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    pl_free(dir);
+    return rc;
+}
+
+static int atomic_commit(struct atomic_file *a, struct pl_err *err)
+{
+    int rc = PL_OK;
+    if (fsync(a->fd) != 0)
+        rc = pl_errf(err, PL_EIO, "cannot sync '%s': %s", a->tmp, strerror(errno));
+    int fd = a->fd;
+    a->fd = -1;
+    if (close(fd) != 0 && rc == PL_OK)
+        rc = pl_errf(err, PL_EIO, "cannot write '%s': %s", a->tmp, strerror(errno));
+    if (rc == PL_OK && rename(a->tmp, a->path) != 0)
+        rc = pl_errf(err, PL_EIO, "cannot rename '%s' to '%s': %s", a->tmp, a->path,
+                     strerror(errno));
+    if (rc != PL_OK)
+        unlink(a->tmp);
+    pl_free(a->tmp);
+    a->tmp = NULL;
+    return rc ? rc : sync_parent(a->path, err);
+}
+
+int ckpt_write_atomic(const char *path, const void *data, size_t n, struct pl_err *err)
+{
+    struct atomic_file a;
+    int rc = atomic_open(&a, path, err);
+    if (!rc)
+        rc = atomic_write(&a, data, n, err);
+    if (!rc)
+        return atomic_commit(&a, err);
+    atomic_abort(&a);
+    return rc;
+}
+
+int ckpt_mkdirs(const char *dir, struct pl_err *err)
+{
+    if (!dir[0])
+        return pl_errf(err, PL_EINVAL, "cannot create a folder with an empty name");
+    char *p = pl_strdup(dir);
+    if (!p)
+        return pl_oom(err, "folder name");
+    int rc = PL_OK;
+    /* Create each prefix in turn; one that exists is fine until the final check. */
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            rc = pl_errf(err, PL_EIO, "cannot create folder '%s': %s", p, strerror(errno));
+            break;
+        }
+        *s = c;
+        if (c == '\0')
+            break;
+    }
+    struct stat st;
+    if (rc == PL_OK && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        rc = pl_errf(err, PL_EIO, "cannot create folder '%s': not a folder", dir);
+    pl_free(p);
+    return rc;
+}
+
+/* Read a whole file, NUL-terminated, into *out (pl_free it). */
+static int read_text(const char *path, char **out, struct pl_err *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return pl_errf(err, PL_EIO, "cannot open '%s': %s", path, strerror(errno));
+    struct sbuf b = {0};
+    char chunk[4096];
+    int rc = PL_OK;
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = pl_errf(err, PL_EIO, "cannot read '%s': %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        sb_add(&b, chunk, (size_t)r);
+    }
+    close(fd);
+    if (rc == PL_OK) {
+        sb_add(&b, "", 0);
+        if (b.oom)
+            rc = pl_oom(err, path);
+    }
+    if (rc != PL_OK) {
+        pl_free(b.p);
+        return rc;
+    }
+    *out = b.p;
+    return PL_OK;
+}
+
+/* ---- safetensors writer ---- */
+
+static bool is_string_object(const cJSON *o)
+{
+    if (!cJSON_IsObject(o))
+        return false;
+    for (const cJSON *c = o->child; c; c = c->next)
+        if (!cJSON_IsString(c))
+            return false;
+    return true;
+}
+
+/* Whether a tensor's byte count fits in size_t. */
+static bool bytes_fit(const struct ckpt_tensor *t)
+{
+    size_t n = ckpt_dtype_size(t->dtype);
+    for (int i = 0; i < t->ndim; i++) {
+        size_t d = (size_t)t->shape[i];
+        if (d != 0 && n > SIZE_MAX / d)
+            return false;
+        n *= d;
+    }
+    return true;
+}
+
+/* Bytes of a tensor whose size was checked (bytes_fit, or read from a validated header). */
+static size_t tensor_bytes(const struct ckpt_tensor *t)
+{
+    return ckpt_tensor_numel(t) * ckpt_dtype_size(t->dtype);
+}
+
+static int check_write_list(const char *path, const struct ckpt_tensor *list, int n,
+                            struct pl_err *err)
+{
+    if (n < 0 || (n > 0 && !list))
+        return pl_errf(err, PL_EINVAL, "%s: invalid tensor list", path);
+    for (int i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = &list[i];
+        if (!t->name || !t->name[0] || strcmp(t->name, "__metadata__") == 0)
+            return pl_errf(err, PL_EINVAL, "%s: tensor %d: invalid name", path, i);
+        if ((int)t->dtype < 0 || (int)t->dtype >= N_DTYPES || t->ndim < 0 || t->ndim > CKPT_MAX_DIM)
+            return pl_errf(err, PL_EINVAL, "%s: tensor '%s': invalid dtype or rank", path, t->name);
+        for (int d = 0; d < t->ndim; d++)
+            if (t->shape[d] < 0)
+                return pl_errf(err, PL_EINVAL, "%s: tensor '%s': negative dimension", path,
+                               t->name);
+        if (!bytes_fit(t) || (tensor_bytes(t) > 0 && !t->data))
+            return pl_errf(err, PL_EINVAL, "%s: tensor '%s': invalid size or data", path, t->name);
+        for (int j = 0; j < i; j++)
+            if (strcmp(list[j].name, t->name) == 0)
+                return pl_errf(err, PL_EINVAL, "%s: tensor '%s' given twice", path, t->name);
+    }
+    return PL_OK;
+}
+
+int ckpt_write_tensors(const char *path, const struct ckpt_tensor *list, int n,
+                       const char *metadata_json, struct pl_err *err)
+{
+    int rc = check_write_list(path, list, n, err);
+    if (rc)
+        return rc;
+    cJSON *meta = NULL;
+    if (metadata_json) {
+        meta = cJSON_Parse(metadata_json);
+        if (!is_string_object(meta)) {
+            cJSON_Delete(meta);
+            return pl_errf(err, PL_EINVAL, "%s: metadata: expected a JSON object of strings", path);
+        }
+    }
+
+    struct sbuf h = {0};
+    sb_str(&h, "{");
+    if (meta) {
+        sb_str(&h, "\"__metadata__\":{");
+        for (const cJSON *c = meta->child; c; c = c->next) {
+            sb_json_str(&h, c->string);
+            sb_str(&h, ":");
+            sb_json_str(&h, c->valuestring);
+            if (c->next)
+                sb_str(&h, ",");
+        }
+        sb_str(&h, n > 0 ? "}," : "}");
+    }
+    cJSON_Delete(meta);
+    uint64_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = &list[i];
+        size_t bytes = tensor_bytes(t);
+        sb_json_str(&h, t->name);
+        sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", ckpt_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++)
+            sb_printf(&h, "%s%" PRId64, d ? "," : "", t->shape[d]);
+        sb_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}%s", offset, offset + bytes,
+                  i + 1 < n ? "," : "");
+        offset += bytes;
+    }
+    sb_str(&h, "}");
+    /* Spaces (valid JSON whitespace) make the data start 8-byte aligned. */
+    while (!h.oom && h.len % 8 != 0)
+        sb_str(&h, " ");
+    if (h.oom) {
+        pl_free(h.p);
+        return pl_oom(err, "safetensors header");
+    }
+
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+    struct atomic_file a;
+    rc = atomic_open(&a, path, err);
+    if (!rc)
+        rc = atomic_write(&a, len, sizeof len, err);
+    if (!rc)
+        rc = atomic_write(&a, h.p, h.len, err);
+    for (int i = 0; i < n && !rc; i++) {
+        rc = atomic_write(&a, list[i].data, tensor_bytes(&list[i]), err);
+    }
+    pl_free(h.p);
+    if (!rc)
+        return atomic_commit(&a, err);
+    atomic_abort(&a);
+    return rc;
+}
+
+/* ---- safetensors reader ---- */
+
+/* A JSON number that is an exact integer in [0, 2^53]. */
+static bool json_u64(const cJSON *x, uint64_t *out)
+{
+    if (!cJSON_IsNumber(x))
+        return false;
+    double v = x->valuedouble;
+    if (!(v >= 0.0 && v <= 9007199254740992.0) || v != floor(v))
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+/* Parse one header entry into t. base is the start of the data area. */
+static int parse_entry(const struct ckpt_file *f, const cJSON *e, struct ckpt_tensor *t,
+                       const unsigned char *base, size_t data_size, struct pl_err *err)
+{
+    const char *path = f->path_, *name = e->string;
+    t->name = name;
+    if (!cJSON_IsObject(e))
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: tensor '%s': expected an object with dtype, shape and data_offsets",
+                       path, name);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    if (!cJSON_IsString(dt))
+        return pl_errf(err, PL_EFORMAT, "%s: tensor '%s': field 'dtype': expected a string", path,
+                       name);
+    int d = 0;
+    while (d < N_DTYPES && strcmp(dtypes[d].name, dt->valuestring) != 0)
+        d++;
+    if (d == N_DTYPES)
+        return pl_errf(err, PL_EFORMAT, "%s: tensor '%s': unknown dtype '%s'", path, name,
+                       dt->valuestring);
+    t->dtype = (enum ckpt_dtype)d;
+
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    if (!cJSON_IsArray(sh))
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: tensor '%s': field 'shape': expected an array of non-negative "
+                       "integers",
+                       path, name);
+    int nd = cJSON_GetArraySize(sh);
+    if (nd > CKPT_MAX_DIM)
+        return pl_errf(err, PL_EFORMAT, "%s: tensor '%s': %d dimensions (at most %d supported)",
+                       path, name, nd, CKPT_MAX_DIM);
+    t->ndim = nd;
+    uint64_t bytes = dtypes[d].size;
+    int i = 0;
+    for (const cJSON *x = sh->child; x; x = x->next, i++) {
+        uint64_t v;
+        if (!json_u64(x, &v))
+            return pl_errf(err, PL_EFORMAT,
+                           "%s: tensor '%s': field 'shape': expected an array of non-negative "
+                           "integers",
+                           path, name);
+        if (v != 0 && bytes > UINT64_MAX / v)
+            return pl_errf(err, PL_EFORMAT, "%s: tensor '%s': shape too large", path, name);
+        bytes *= v;
+        t->shape[i] = (int64_t)v;
+    }
+
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    uint64_t begin, end;
+    if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || !json_u64(off->child, &begin) ||
+        !json_u64(off->child->next, &end) || begin > end)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: tensor '%s': field 'data_offsets': expected [begin, end] with "
+                       "0 <= begin <= end",
+                       path, name);
+    char shp[256];
+    if (end - begin != bytes)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: tensor '%s': shape %s of %s needs %" PRIu64
+                       " bytes but data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64,
+                       path, name, fmt_shape(shp, sizeof shp, t->shape, t->ndim), dtypes[d].name,
+                       bytes, begin, end, end - begin);
+    if (end > data_size)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                       "] run past the end of the data (%zu bytes; truncated file?)",
+                       path, name, begin, end, data_size);
+    t->data = base + begin;
+    return PL_OK;
+}
+
+static int cmp_by_data(const void *a, const void *b)
+{
+    const unsigned char *x = ((const struct ckpt_tensor *)a)->data;
+    const unsigned char *y = ((const struct ckpt_tensor *)b)->data;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct ckpt_tensor *)a)->name, ((const struct ckpt_tensor *)b)->name);
+}
+
+static int cmp_key_name(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct ckpt_tensor *)elem)->name);
+}
+
+/* Validate the mapped file and fill f->tensors. */
+static int parse_header(struct ckpt_file *f, struct pl_err *err)
+{
+    const char *path = f->path_;
+    const unsigned char *b = f->map_;
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)b[i] << (8 * i);
+    if (hlen > f->size_ - 8)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: header length %" PRIu64 " runs past the end of the file (%zu bytes)",
+                       path, hlen, f->size_);
+    const char *h = (const char *)b + 8, *end = NULL;
+    f->json_ = cJSON_ParseWithLengthOpts(h, (size_t)hlen, &end, 0);
+    if (!f->json_)
+        return pl_errf(err, PL_EFORMAT, "%s: invalid header JSON near byte %zu", path,
+                       (size_t)(end ? end - h : 0) + 8);
+    for (const char *p = end; p < h + hlen; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return pl_errf(err, PL_EFORMAT, "%s: invalid header JSON: data after the object", path);
+    if (!cJSON_IsObject(f->json_))
+        return pl_errf(err, PL_EFORMAT, "%s: header is not a JSON object", path);
+
+    int n = 0;
+    for (const cJSON *c = f->json_->child; c; c = c->next)
+        n += strcmp(c->string, "__metadata__") != 0;
+    f->tensors = pl_calloc((size_t)n, sizeof *f->tensors);
+    if (!f->tensors)
+        return pl_oom(err, "tensor list");
+    const unsigned char *base = b + 8 + hlen;
+    size_t data_size = f->size_ - 8 - (size_t)hlen;
+    for (const cJSON *c = f->json_->child; c; c = c->next) {
+        if (strcmp(c->string, "__metadata__") == 0) {
+            if (!is_string_object(c))
+                return pl_errf(err, PL_EFORMAT,
+                               "%s: header field '__metadata__': expected an object of strings",
+                               path);
+            continue;
+        }
+        int rc = parse_entry(f, c, &f->tensors[f->n], base, data_size, err);
+        if (rc)
+            return rc;
+        f->n++;
+    }
+    if (n == 0)
+        return PL_OK;
+
+    /* Overlap: in data order, each non-empty tensor starts at or after every earlier end. */
+    qsort(f->tensors, (size_t)n, sizeof *f->tensors, cmp_by_data);
+    const unsigned char *max_end = base;
+    const char *max_name = NULL;
+    for (int i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = &f->tensors[i];
+        size_t bytes = tensor_bytes(t);
+        if (bytes == 0)
+            continue;
+        const unsigned char *start = t->data;
+        if (start < max_end)
+            return pl_errf(err, PL_EFORMAT, "%s: tensors '%s' and '%s' overlap", path, max_name,
+                           t->name);
+        max_end = start + bytes;
+        max_name = t->name;
+    }
+    qsort(f->tensors, (size_t)n, sizeof *f->tensors, cmp_by_name);
+    for (int i = 1; i < n; i++)
+        if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
+            return pl_errf(err, PL_EFORMAT, "%s: tensor '%s' appears twice", path,
+                           f->tensors[i].name);
+    return PL_OK;
+}
+
+int ckpt_file_open(struct ckpt_file *f, const char *path, struct pl_err *err)
+{
+    memset(f, 0, sizeof *f);
+    f->path_ = pl_strdup(path);
+    if (!f->path_)
+        return pl_oom(err, "file name");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return pl_errf(err, PL_EIO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return pl_errf(err, PL_EIO, "cannot read '%s': not a regular file", path);
+    }
+    if ((uint64_t)st.st_size < 8) {
+        close(fd);
+        return pl_errf(err, PL_EFORMAT, "%s: %lld bytes, too short for a safetensors header", path,
+                       (long long)st.st_size);
+    }
+    /* Mapped, not read: a GPT-2 checkpoint is hundreds of MB and goes straight to params. */
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int map_errno = errno;
+    close(fd);
+    if (map == MAP_FAILED)
+        return pl_errf(err, PL_EIO, "cannot map '%s': %s", path, strerror(map_errno));
+    f->map_ = map;
+    f->size_ = (size_t)st.st_size;
+    return parse_header(f, err);
+}
+
+void ckpt_file_release(struct ckpt_file *f)
+{
+    if (f->map_)
+        munmap(f->map_, f->size_);
+    cJSON_Delete(f->json_);
+    pl_free(f->tensors);
+    pl_free(f->path_);
+    memset(f, 0, sizeof *f);
+}
+
+const struct ckpt_tensor *ckpt_file_find(const struct ckpt_file *f, const char *name)
+{
+    if (f->n == 0)
+        return NULL;
+    return bsearch(name, f->tensors, (size_t)f->n, sizeof *f->tensors, cmp_key_name);
+}
+
+const char *ckpt_file_meta(const struct ckpt_file *f, const char *key)
+{
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(f->json_, "__metadata__");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int ckpt_file_get(const struct ckpt_file *f, const char *name, enum ckpt_dtype dtype, void *out,
+                  size_t numel, struct pl_err *err)
+{
+    const struct ckpt_tensor *t = ckpt_file_find(f, name);
+    if (!t)
+        return pl_errf(err, PL_ENOTFOUND, "%s: tensor '%s' missing", f->path_, name);
+    size_t have = ckpt_tensor_numel(t);
+    if (have != numel) {
+        char shp[256];
+        return pl_errf(err, PL_ESHAPE, "%s: tensor '%s': expected %zu elements, got %zu (shape %s)",
+                       f->path_, name, numel, have, fmt_shape(shp, sizeof shp, t->shape, t->ndim));
+    }
+    if (dtype == CKPT_F32 && is_float_dtype(t->dtype)) {
+        tensor_to_f32(out, t, numel);
+        return PL_OK;
+    }
+    if (t->dtype != dtype)
+        return pl_errf(err, PL_EFORMAT, "%s: tensor '%s': dtype %s, expected %s", f->path_, name,
+                       ckpt_dtype_name(t->dtype), ckpt_dtype_name(dtype));
+    if (numel > 0)
+        memcpy(out, t->data, numel * ckpt_dtype_size(dtype));
+    return PL_OK;
+}
+
+/* ---- config.json ---- */
+
+/* root[key] as an integer >= min into *out: 1 when set, 0 when absent or null, or an error. */
+static int get_int(const cJSON *root, const char *key, int min, const char *src, int *out,
+                   struct pl_err *err)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!x || cJSON_IsNull(x))
+        return 0;
+    double v = cJSON_IsNumber(x) ? x->valuedouble : -1.0;
+    if (!cJSON_IsNumber(x) || v != floor(v) || v < min || v > INT_MAX)
+        return pl_errf(err, PL_EFORMAT, "%s: field '%s': expected a %s integer", src, key,
+                       min > 0 ? "positive" : "non-negative");
+    *out = (int)v;
+    return 1;
+}
+
+/* root[key] as a string shorter than `size` into out: 1, 0 when absent or null, or an error. */
+static int get_str(const cJSON *root, const char *key, const char *src, char *out, size_t size,
+                   struct pl_err *err)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!x || cJSON_IsNull(x))
+        return 0;
+    if (!cJSON_IsString(x) || strlen(x->valuestring) >= size)
+        return pl_errf(err, PL_EFORMAT, "%s: field '%s': expected a string of at most %zu bytes",
+                       src, key, size - 1);
+    snprintf(out, size, "%s", x->valuestring);
+    return 1;
+}
+
+/* HF switches that change GPT-2's arithmetic: only their default is supported. */
+static int check_bool(const cJSON *root, const char *key, bool want, const char *src,
+                      struct pl_err *err)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!x || cJSON_IsNull(x) || (cJSON_IsBool(x) && (bool)cJSON_IsTrue(x) == want))
+        return PL_OK;
+    return pl_errf(err, PL_EFORMAT, "%s: field '%s': only %s is supported", src, key,
+                   want ? "true" : "false");
+}
+
+static int parse_root(const cJSON *root, const char *src, struct gpt_config *cfg,
+                      struct pl_err *err)
+{
+    if (!cJSON_IsObject(root))
+        return pl_errf(err, PL_EFORMAT, "%s: expected a JSON object", src);
+    char model_type[32] = "gpt2";
+    int rc = get_str(root, "model_type", src, model_type, sizeof model_type, err);
+    if (rc < 0)
+        return rc;
+    if (strcmp(model_type, "gpt2") != 0)
+        return pl_errf(err, PL_EFORMAT, "%s: field 'model_type': expected \"gpt2\", got \"%s\"",
+                       src, model_type);
+
+    const struct {
+        const char *key;
+        int *out;
+    } required[] = {{"vocab_size", &cfg->vocab_size},
+                    {"n_embd", &cfg->n_embd},
+                    {"n_layer", &cfg->n_layer},
+                    {"n_head", &cfg->n_head}};
+    for (size_t i = 0; i < sizeof required / sizeof *required; i++) {
+        rc = get_int(root, required[i].key, 1, src, required[i].out, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            return pl_errf(err, PL_EFORMAT, "%s: field '%s' missing", src, required[i].key);
+    }
+    rc = get_int(root, "n_positions", 1, src, &cfg->n_positions, err);
+    if (rc == 0) /* older HF configs name the context n_ctx */
+        rc = get_int(root, "n_ctx", 1, src, &cfg->n_positions, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return pl_errf(err, PL_EFORMAT, "%s: field 'n_positions' missing", src);
+
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
+    cfg->layer_norm_epsilon = 1e-5f;
+    if (eps && !cJSON_IsNull(eps)) {
+        if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0.0 && eps->valuedouble <= FLT_MAX))
+            return pl_errf(err, PL_EFORMAT,
+                           "%s: field 'layer_norm_epsilon': expected a positive number", src);
+        cfg->layer_norm_epsilon = (float)eps->valuedouble;
+    }
+    snprintf(cfg->activation_function, sizeof cfg->activation_function, "gelu_new");
+    rc = get_str(root, "activation_function", src, cfg->activation_function,
+                 sizeof cfg->activation_function, err);
+    if (rc < 0)
+        return rc;
+
+    snprintf(cfg->tokenizer, sizeof cfg->tokenizer, "%s",
+             cfg->vocab_size == 50257 ? "gpt2" : "byte");
+    rc = get_str(root, "tokenizer", src, cfg->tokenizer, sizeof cfg->tokenizer, err);
+    if (rc < 0)
+        return rc;
+    bool byte = strcmp(cfg->tokenizer, "byte") == 0;
+    if (!byte && strcmp(cfg->tokenizer, "gpt2") != 0)
+        return pl_errf(err, PL_EFORMAT, "%s: field 'tokenizer': expected \"byte\" or \"gpt2\"",
+                       src);
+    if (byte && cfg->vocab_size < 257)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: field 'vocab_size': the byte tokenizer needs at least 257, got %d", src,
+                       cfg->vocab_size);
+    cfg->bos_token_id = cfg->eos_token_id = byte ? 256 : 50256;
+    if ((rc = get_int(root, "bos_token_id", 0, src, &cfg->bos_token_id, err)) < 0 ||
+        (rc = get_int(root, "eos_token_id", 0, src, &cfg->eos_token_id, err)) < 0)
+        return rc;
+    if (cfg->bos_token_id >= cfg->vocab_size)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: field 'bos_token_id': %d is outside the vocabulary (%d)", src,
+                       cfg->bos_token_id, cfg->vocab_size);
+
+    int n_inner = 4 * cfg->n_embd;
+    rc = get_int(root, "n_inner", 1, src, &n_inner, err);
+    if (rc < 0)
+        return rc;
+    if (n_inner != 4 * cfg->n_embd)
+        return pl_errf(err, PL_EFORMAT, "%s: field 'n_inner': only 4 * n_embd (%d) is supported",
+                       src, 4 * cfg->n_embd);
+    if ((rc = check_bool(root, "scale_attn_weights", true, src, err)) ||
+        (rc = check_bool(root, "scale_attn_by_inverse_layer_idx", false, src, err)) ||
+        (rc = check_bool(root, "tie_word_embeddings", true, src, err)) ||
+        (rc = check_bool(root, "add_cross_attention", false, src, err)))
+        return rc;
+    return PL_OK;
+}
+
+int ckpt_config_parse(const char *json_text, const char *source_name, struct gpt_config *cfg,
+                      struct pl_err *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json_text, &end, 1);
+    if (!root) {
+        int line = 1;
+        for (const char *p = json_text; end && p < end; p++)
+            line += *p == '\n';
+        return pl_errf(err, PL_EFORMAT, "%s:%d: invalid JSON", source_name, line);
+    }
+    int rc = parse_root(root, source_name, cfg, err);
+    cJSON_Delete(root);
+    if (rc)
+        return rc;
+    struct pl_err e = {0};
+    if (gpt_config_check(cfg, &e) != PL_OK) {
+        /* gpt_config_check names the field after a generic "config: "; name the file instead. */
+        const char *msg = strncmp(e.msg, "config: ", 8) == 0 ? e.msg + 8 : e.msg;
+        return pl_errf(err, PL_EFORMAT, "%s: %s", source_name, msg);
+    }
+    return PL_OK;
+}
+
+int ckpt_config_read(const char *dir, struct gpt_config *cfg, struct pl_err *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    char *path = path_join(dir, "config.json");
+    if (!path)
+        return pl_oom(err, "file name");
+    char *text;
+    int rc = read_text(path, &text, err);
+    if (!rc)
+        rc = ckpt_config_parse(text, path, cfg, err);
+    pl_free(text);
+    pl_free(path);
+    return rc;
+}
+
+int ckpt_config_write(const char *dir, const struct gpt_config *cfg, struct pl_err *err)
+{
+    int rc = gpt_config_check(cfg, err);
+    if (rc)
+        return rc;
+    /* The shortest decimal that reads back as the same float: 1e-05, not 9.9999997e-06. */
+    char eps[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(eps, sizeof eps, "%.*g", prec, (double)cfg->layer_norm_epsilon);
+        if (strtof(eps, NULL) == cfg->layer_norm_epsilon)
+            break;
+    }
+    struct sbuf b = {0};
+    sb_str(&b, "{\n  \"activation_function\": ");
+    sb_json_str(&b, cfg->activation_function);
+    sb_str(&b, ",\n  \"architectures\": [\n    \"GPT2LMHeadModel\"\n  ],\n");
+    sb_printf(&b, "  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n", cfg->bos_token_id,
+              cfg->eos_token_id);
+    sb_printf(&b, "  \"layer_norm_epsilon\": %s,\n  \"model_type\": \"gpt2\",\n", eps);
+    sb_printf(&b, "  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  \"n_head\": %d,\n", cfg->n_positions,
+              cfg->n_embd, cfg->n_head);
+    sb_printf(&b, "  \"n_layer\": %d,\n  \"n_positions\": %d,\n", cfg->n_layer, cfg->n_positions);
+    sb_str(&b, "  \"tokenizer\": ");
+    sb_json_str(&b, cfg->tokenizer);
+    sb_printf(&b, ",\n  \"vocab_size\": %d\n}\n", cfg->vocab_size);
+    char *path = path_join(dir, "config.json");
+    if (b.oom || !path)
+        rc = pl_oom(err, "config.json");
+    else
+        rc = ckpt_write_atomic(path, b.p, b.len, err);
+    pl_free(path);
+    pl_free(b.p);
+    return rc;
+}
+
+/* ---- model weights ---- */
+
+int ckpt_weights_save(const struct gpt *m, const char *path, struct pl_err *err)
+{
+    struct ckpt_tensor *list = pl_calloc((size_t)m->n_tensors, sizeof *list);
+    if (!list)
+        return pl_oom(err, "tensor list");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct gpt_param *p = &m->table[i];
+        list[i].name = p->name;
+        list[i].dtype = CKPT_F32;
+        list[i].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++)
+            list[i].shape[d] = p->shape[d];
+        list[i].data = m->params + p->offset;
+    }
+    int rc = ckpt_write_tensors(path, list, m->n_tensors, "{\"format\":\"pt\"}", err);
+    pl_free(list);
+    return rc;
+}
+
+/* HF's causal-mask buffers h.N.attn.bias and h.N.attn.masked_bias: not parameters. */
+static bool is_mask_buffer(const char *name)
+{
+    if (strncmp(name, "h.", 2) != 0 || !(name[2] >= '0' && name[2] <= '9'))
+        return false;
+    const char *p = name + 2;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    return strcmp(p, ".attn.bias") == 0 || strcmp(p, ".attn.masked_bias") == 0;
+}
+
+/* A file tensor that is to fill parameter p: a float dtype and p's exact shape. */
+static int check_param(const char *path, const struct ckpt_tensor *t, int ndim,
+                       const int64_t *shape, struct pl_err *err)
+{
+    if (!is_float_dtype(t->dtype))
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: tensor '%s': dtype %s not supported (expected F32, F16 or BF16)", path,
+                       t->name, ckpt_dtype_name(t->dtype));
+    bool same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = t->shape[d] == shape[d];
+    if (same)
+        return PL_OK;
+    char want[256], got[256];
+    return pl_errf(err, PL_ESHAPE, "%s: tensor '%s': expected shape %s, got %s", path, t->name,
+                   fmt_shape(want, sizeof want, shape, ndim),
+                   fmt_shape(got, sizeof got, t->shape, t->ndim));
+}
+
+/* Match every file tensor to a parameter (src[k] for table entry k) and check
+ * everything before a single weight is written. */
+static int match_tensors(const struct gpt *m, const struct ckpt_file *f,
+                         const struct ckpt_tensor **src, bool *head_missing, struct pl_err *err)
+{
+    const char *path = f->path_;
+    const struct ckpt_tensor *lm_head = NULL;
+    for (int i = 0; i < f->n; i++) {
+        const struct ckpt_tensor *t = &f->tensors[i];
+        const char *name = t->name;
+        if (strncmp(name, "transformer.", 12) == 0)
+            name += 12;
+        const struct gpt_param *p = gpt_param_find(m, name);
+        if (!p) {
+            if (strcmp(name, "lm_head.weight") == 0)
+                lm_head = t;
+            else if (!is_mask_buffer(name) && strcmp(name, "score.weight") != 0)
+                return pl_errf(err, PL_EFORMAT, "%s: tensor '%s': not a parameter of this model",
+                               path, t->name);
+            continue;
+        }
+        size_t k = (size_t)(p - m->table);
+        if (src[k])
+            return pl_errf(err, PL_EFORMAT, "%s: tensor '%s' appears twice (as '%s' and '%s')",
+                           path, p->name, src[k]->name, t->name);
+        int64_t shape[2] = {p->shape[0], p->shape[1]};
+        int rc = check_param(path, t, p->ndim, shape, err);
+        if (rc)
+            return rc;
+        src[k] = t;
+    }
+    *head_missing = false;
+    for (int k = 0; k < m->n_tensors; k++) {
+        if (src[k])
+            continue;
+        if (strcmp(m->table[k].name, "score.weight") != 0)
+            return pl_errf(err, PL_EFORMAT, "%s: tensor '%s' missing", path, m->table[k].name);
+        *head_missing = true;
+    }
+    if (!lm_head)
+        return PL_OK;
+    /* The LM head is tied to wte: a separate lm_head.weight must be a copy of it. */
+    const struct ckpt_tensor *wte = src[gpt_param_find(m, "wte.weight") - m->table];
+    int rc = check_param(path, lm_head, wte->ndim, wte->shape, err);
+    if (rc)
+        return rc;
+    size_t n = ckpt_tensor_numel(wte);
+    for (size_t i = 0; i < n; i++) {
+        float a = elem_f32(lm_head, i), b = elem_f32(wte, i);
+        if (memcmp(&a, &b, sizeof a) != 0)
+            return pl_errf(err, PL_EFORMAT,
+                           "%s: tensor '%s' differs from '%s' (untied LM heads are not "
+                           "supported)",
+                           path, lm_head->name, wte->name);
+    }
+    return PL_OK;
+}
+
+int ckpt_weights_load(struct gpt *m, const char *path, struct pl_err *err)
+{
+    struct ckpt_file f;
+    const struct ckpt_tensor **src = NULL;
+    bool head_missing = false;
+    int rc = ckpt_file_open(&f, path, err);
+    if (!rc) {
+        src = pl_calloc((size_t)m->n_tensors, sizeof *src);
+        rc = src ? match_tensors(m, &f, src, &head_missing, err) : pl_oom(err, "tensor list");
+    }
+    if (!rc) {
+        for (int k = 0; k < m->n_tensors; k++)
+            if (src[k])
+                tensor_to_f32(m->params + m->table[k].offset, src[k], m->table[k].numel);
+        if (head_missing)
+            rc = pl_errf(err, PL_ENOTFOUND,
+                         "%s: tensor 'score.weight' missing (the model has a scalar head)", path);
+    }
+    pl_free(src);
+    ckpt_file_release(&f);
+    return rc;
+}
+
+int ckpt_save(const struct gpt *m, const char *dir, struct pl_err *err)
+{
+    int rc = ckpt_mkdirs(dir, err);
+    if (rc)
+        return rc;
+    char *path = path_join(dir, "model.safetensors");
+    if (!path)
+        return pl_oom(err, "file name");
+    rc = ckpt_weights_save(m, path, err);
+    pl_free(path);
+    return rc ? rc : ckpt_config_write(dir, &m->cfg, err);
+}
+
+int ckpt_load(struct gpt *m, const char *dir, const struct gpt_opts *opts, struct pl_err *err)
+{
+    memset(m, 0, sizeof *m);
+    struct gpt_config cfg;
+    int rc = ckpt_config_read(dir, &cfg, err);
+    if (!rc)
+        rc = gpt_init(m, &cfg, opts, err);
+    if (rc)
+        return rc;
+    char *path = path_join(dir, "model.safetensors");
+    if (!path)
+        return pl_oom(err, "file name");
+    rc = ckpt_weights_load(m, path, err);
+    pl_free(path);
+    return rc;
+}
