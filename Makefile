@@ -20,6 +20,8 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%.t,$(TEST_SRCS))
 LIB := $(BUILD)/libplumb.a
 
 .PHONY: all deps test check-asan bench demo datasets clean format
+# Keep test objects between runs so an unchanged test is not rebuilt.
+.SECONDARY:
 
 all: plumb
 

@@ -1,10 +1,13 @@
 /* plumb: argument parsing and dispatch only. This is the only code that prints
  * errors or exits; every command returns 0 (ok), 1 (runtime or data error) or
  * 2 (usage). */
+#include "datasets/world.h"
 #include "model/bench.h"
 #include "model/ckpt.h"
 #include "model/pl.h"
+#include "model/score.h"
 #include "model/tensor.h"
+#include "model/tok.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +202,140 @@ static int cmd_init(int argc, char **argv)
     return 0;
 }
 
+/* plumb world --out DIR [--seed N]: the toy world of DESIGN.md section 7. */
+static int cmd_world(int argc, char **argv)
+{
+    const char *out = NULL, *seed_text = NULL;
+    int missing = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if ((v = opt_value(argc, argv, &i, "--out", &missing)))
+            out = v;
+        else if ((v = opt_value(argc, argv, &i, "--seed", &missing)))
+            seed_text = v;
+        else if (!missing)
+            return usage_error("world", "unknown option");
+        if (missing)
+            return usage_error("world", "an option lacks a value");
+    }
+    if (!out)
+        return usage_error("world", "--out is required");
+    unsigned long long seed = 1;
+    if (seed_text) {
+        char *end;
+        seed = strtoull(seed_text, &end, 10);
+        if (!*seed_text || *end || *seed_text == '-')
+            return usage_error("world", "--seed expects a non-negative integer");
+    }
+    struct pl_err err = {0};
+    int rc = ds_world_write(out, seed, &err);
+    if (rc)
+        return fail(&err, rc);
+    printf("%s: toy world, seed %llu\n", out, seed);
+    return 0;
+}
+
+/* Load a model folder (weights, config and tokenizer) as a frozen model. */
+static int load_frozen(const char *dir, int batch, struct gpt *m, struct tok *t,
+                       struct pl_err *err)
+{
+    struct gpt_config cfg;
+    int rc = ckpt_config_read(dir, &cfg, err);
+    if (rc)
+        return rc;
+    struct gpt_opts o = {.max_batch = batch, .max_seq = cfg.n_positions};
+    rc = ckpt_load(m, dir, &o, err);
+    if (!rc)
+        rc = tok_load(t, dir, err);
+    return rc;
+}
+
+static int cmd_score(int argc, char **argv)
+{
+    const char *model = NULL, *input = NULL, *output = NULL, *arch = NULL;
+    int threads = 0, batch = 8, missing = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (engine_option(argc, argv, &i, &threads, &arch, &missing))
+            continue;
+        else if ((v = opt_value(argc, argv, &i, "--model", &missing)))
+            model = v;
+        else if ((v = opt_value(argc, argv, &i, "--input", &missing)))
+            input = v;
+        else if ((v = opt_value(argc, argv, &i, "--out", &missing)))
+            output = v;
+        else if ((v = opt_value(argc, argv, &i, "--batch", &missing)))
+            missing |= !(batch = parse_count(v));
+        else
+            return usage_error("score", "unknown option");
+        if (missing)
+            return usage_error("score", "an option lacks a valid value");
+    }
+    if (!model || !input)
+        return usage_error("score", "--model DIR and --input FILE.jsonl are required");
+    int rc = engine_start(arch, threads);
+    if (rc)
+        return rc;
+    struct pl_err err = {0};
+    struct gpt m = {0};
+    struct tok t = {0};
+    struct score_ctx s = {0};
+    FILE *out = stdout;
+    rc = load_frozen(model, batch, &m, &t, &err);
+    if (!rc)
+        rc = score_init(&s, &m, &err);
+    if (!rc && output && !(out = fopen(output, "w")))
+        rc = pl_errf(&err, PL_EIO, "cannot write '%s'", output);
+    if (!rc)
+        rc = score_jsonl(&s, &t, input, out, &err);
+    if (out && out != stdout && fclose(out) && !rc)
+        rc = pl_errf(&err, PL_EIO, "cannot write '%s'", output);
+    score_release(&s);
+    tok_release(&t);
+    gpt_release(&m);
+    return rc ? fail(&err, rc) : 0;
+}
+
+/* plumb tokenize --model DIR (--text S | --input FILE.jsonl) [--decode] [--special]: ids as
+ * JSON arrays, or with --decode ids (an array, or {"tokens": [...]}) back to text. */
+static int cmd_tokenize(int argc, char **argv)
+{
+    const char *model = NULL, *text = NULL, *input = NULL;
+    int decode = 0, special = 0, missing = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if ((v = opt_value(argc, argv, &i, "--model", &missing)))
+            model = v;
+        else if ((v = opt_value(argc, argv, &i, "--text", &missing)))
+            text = v;
+        else if ((v = opt_value(argc, argv, &i, "--input", &missing)))
+            input = v;
+        else if (strcmp(argv[i], "--decode") == 0)
+            decode = 1;
+        else if (strcmp(argv[i], "--special") == 0)
+            special = 1;
+        else if (!missing)
+            return usage_error("tokenize", "unknown option");
+        if (missing)
+            return usage_error("tokenize", "an option lacks a value");
+    }
+    if (!model || !text == !input)
+        return usage_error("tokenize", "--model DIR and one of --text S, --input FILE are required");
+    if (decode && special)
+        return usage_error("tokenize", "--special applies to encoding only");
+    struct pl_err err = {0};
+    struct tok t = {0};
+    unsigned flags = special ? TOK_SPECIAL : 0;
+    int rc = tok_load(&t, model, &err);
+    if (!rc && decode)
+        rc = text ? tok_decode_text(&t, stdout, text, "--text", &err)
+                  : tok_decode_jsonl(&t, stdout, input, &err);
+    else if (!rc)
+        rc = text ? tok_encode_text(&t, stdout, text, strlen(text), flags, &err)
+                  : tok_encode_jsonl(&t, stdout, input, flags, &err);
+    tok_release(&t);
+    return rc ? fail(&err, rc) : 0;
+}
 
 struct command {
     const char *name;
@@ -210,7 +347,11 @@ static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
     {"help", cmd_help, "show this list"},
+    {"world", cmd_world, "write the toy world's datasets: --out DIR [--seed N]"},
     {"init", cmd_init, "write a random model: --config JSON --out DIR [--seed N] [--score-head]"},
+    {"score", cmd_score, "log-probability of each token of each line: --model DIR --input FILE.jsonl"},
+    {"tokenize", cmd_tokenize,
+     "text to token ids: --model DIR (--text S | --input FILE.jsonl) [--decode] [--special]"},
     {"bench", cmd_bench, "measure training and inference speed against BLIS's own sgemm rate"},
 };
 

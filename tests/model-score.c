@@ -1,0 +1,139 @@
+/* Batched scoring: padding changes nothing, and `plumb score` writes the
+ * log-likelihood of each line or names the bad line. */
+#include "model/ckpt.h"
+#include "model/gpt.h"
+#include "model/pl.h"
+#include "model/score.h"
+#include "model/tensor.h"
+#include "model/tok.h"
+#include "tests/tap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct gpt_config byte_config(void)
+{
+    struct gpt_config c;
+    gpt_config_gpt2(&c);
+    c.vocab_size = 257;
+    c.n_positions = 16;
+    c.n_embd = 16;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.bos_token_id = c.eos_token_id = 256;
+    snprintf(c.tokenizer, sizeof c.tokenizer, "byte");
+    return c;
+}
+
+/* Scoring sequences of different lengths together equals scoring each alone. */
+static void test_padding_invariance(void)
+{
+    struct gpt_config cfg = byte_config();
+    struct gpt m;
+    struct pl_err err = {0};
+    struct gpt_opts o = {.score_head = true, .max_batch = 3, .max_seq = 16};
+    gpt_init(&m, &cfg, &o, &err);
+    gpt_init_weights(&m, 4);
+    struct score_ctx s;
+    score_init(&s, &m, &err);
+    int a[5] = {1, 2, 3, 4, 5}, b[9] = {9, 8, 7, 6, 5, 4, 3, 2, 1}, c[2] = {100, 200};
+    const int *seqs[3] = {a, b, c};
+    int lens[3] = {5, 9, 2};
+    float la[4], lb[8], lc[1], head[3];
+    float *lp[3] = {la, lb, lc};
+    tap_is_int(score_seqs(&s, seqs, lens, 3, lp, head, &err), PL_OK, "three sequences score");
+    double d = 0;
+    for (int i = 0; i < 3; i++) {
+        float alone[8], h1;
+        float *one[1] = {alone};
+        score_seqs(&s, &seqs[i], &lens[i], 1, one, &h1, &err);
+        for (int t = 0; t < lens[i] - 1; t++)
+            d = fmax(d, fabs(alone[t] - lp[i][t]));
+        d = fmax(d, fabs(h1 - head[i]));
+    }
+    tap_ok(d < 1e-5, "padding changes no log-prob and no head value (max diff %.2g)", d);
+    lens[1] = 17;
+    tap_is_int(score_seqs(&s, seqs, lens, 3, lp, NULL, &err), PL_EINVAL,
+               "a sequence longer than the context is refused");
+    score_release(&s);
+    gpt_release(&m);
+}
+
+/* Run `plumb score` on input text; returns the exit status, output in out. */
+static int run_score(const char *plumb, const char *dir, const char *input, char *out, size_t cap)
+{
+    char in_path[600], out_path[600], cmd[2048];
+    snprintf(in_path, sizeof in_path, "%s/in.jsonl", dir);
+    snprintf(out_path, sizeof out_path, "%s/out.txt", dir);
+    FILE *f = fopen(in_path, "w");
+    fputs(input, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s score --model %s/model --input %s --threads 1 > %s 2>&1", plumb,
+             dir, in_path, out_path);
+    int status = system(cmd);
+    f = fopen(out_path, "r");
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_command(void)
+{
+    const char *plumb = getenv("PLUMB_BIN");
+    if (!plumb) {
+        tap_skip(6, "PLUMB_BIN not set");
+        return;
+    }
+    char dir[] = "/tmp/plumb-score-XXXXXX", path[600];
+    mkdtemp(dir);
+    snprintf(path, sizeof path, "%s/model", dir);
+    struct gpt_config cfg = byte_config();
+    struct gpt m;
+    struct pl_err err = {0};
+    struct gpt_opts o = {.max_batch = 1, .max_seq = 16};
+    gpt_init(&m, &cfg, &o, &err);
+    gpt_init_weights(&m, 4);
+    tap_is_int(ckpt_save(&m, path, &err), PL_OK, "a byte-level model is saved");
+
+    char out[8192];
+    int rc = run_score(plumb, dir, "{\"text\": \"abc\"}\n\n{\"tokens\": [97, 98, 99]}\n", out,
+                       sizeof out);
+    tap_is_int(rc, 0, "plumb score exits 0");
+    char *second = strchr(out, '\n');
+    size_t first_len = second ? (size_t)(second - out) + 1 : 0;
+    tap_ok(second && strncmp(out, "{\"tokens\":[97,98,99],\"logprobs\":[", 33) == 0 &&
+               strlen(second + 1) == first_len && strncmp(second + 1, out, first_len) == 0,
+           "text and the same token ids give the same line: %.60s", out);
+    /* The scores equal the engine's own. */
+    int toks[3] = {97, 98, 99}, tg[3] = {98, 99, -1};
+    struct gpt_batch b = {.B = 1, .T = 3, .tokens = toks, .targets = tg};
+    gpt_forward(&m, &b, &err);
+    char want[64];
+    snprintf(want, sizeof want, "\"sum\":%.9g", (double)m.logp[0] + m.logp[1]);
+    tap_ok(strstr(out, want) != NULL, "sum is the sum of the engine's log-probs (%s)", want);
+
+    rc = run_score(plumb, dir, "{\"text\": \"ok\"}\n{\"tokens\": [1, 300]}\n", out, sizeof out);
+    tap_ok(rc == 1 && strstr(out, "in.jsonl:2: field 'tokens'") != NULL,
+           "an id outside the vocabulary names file and line: %s", out);
+    rc = run_score(plumb, dir, "{\"text\": \"0123456789abcdefg\"}\n", out, sizeof out);
+    tap_ok(rc == 1 && strstr(out, "in.jsonl:1: 17 tokens") != NULL,
+           "a line longer than the context names file and line: %s", out);
+    gpt_release(&m);
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    tap_is_int(system(path), 0, "clean up");
+}
+
+int main(void)
+{
+    struct pl_err err = {0};
+    if (tensor_init(NULL, 2, &err))
+        tap_skip_all(err.msg);
+    test_padding_invariance();
+    test_command();
+    return tap_done();
+}
