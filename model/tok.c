@@ -28,6 +28,7 @@ static const char EOT[] = "<|endoftext|>";
 struct tok_merge {
     uint64_t key; /* left id << 32 | right id; EMPTY_KEY marks a free slot */
     int32_t rank;
+    int32_t id; /* merged; also in merges[], but here it shares the key's cache line */
 };
 
 #define EMPTY_KEY UINT64_MAX
@@ -182,8 +183,8 @@ static size_t strtab_slot(const struct tok *t, const struct strtab *st, const ch
     size_t i = hash_bytes(s, n) & st->mask;
     for (;; i = (i + 1) & st->mask) {
         int32_t id = st->slot[i];
-        if (id < 0 || (t->offset[id + 1] - t->offset[id] == n &&
-                       memcmp(t->text + t->offset[id], s, n) == 0))
+        if (id < 0 ||
+            (t->offset[id + 1] - t->offset[id] == n && memcmp(t->text + t->offset[id], s, n) == 0))
             return i;
     }
 }
@@ -249,8 +250,8 @@ static int load_vocab(struct tok *t, struct strtab *st, const char *path, struct
         const char *s = by_id[id]->string;
         long k = symbol_bytes(s, strlen(s), t->text + off);
         if (k < 0) {
-            rc = pl_errf(err, PL_EFORMAT, "%s: token '%.80s': not a byte-level BPE symbol", path,
-                         s);
+            rc =
+                pl_errf(err, PL_EFORMAT, "%s: token '%.80s': not a byte-level BPE symbol", path, s);
             goto out;
         }
         t->offset[id] = off;
@@ -293,8 +294,7 @@ static uint64_t pair_key(int32_t left, int32_t right)
 
 /* Fill t->merges and t->table from a merges file: after an optional
  * "#version" line, one "left right" pair a line, best first. */
-static int load_merges(struct tok *t, const struct strtab *st, const char *path,
-                       struct pl_err *err)
+static int load_merges(struct tok *t, const struct strtab *st, const char *path, struct pl_err *err)
 {
     struct ds_text file;
     char *sym = NULL;
@@ -357,15 +357,16 @@ static int load_merges(struct tok *t, const struct strtab *st, const char *path,
             k[f] = symbol_bytes(field[f], flen[f], sym + (f ? k[0] : 0));
             id[f] = k[f] < 0 ? -1 : strtab_find(t, st, sym + (f ? k[0] : 0), (size_t)k[f]);
             if (id[f] < 0) {
-                rc = pl_errf(err, PL_EFORMAT, "%s:%d: symbol '%.*s' is not in the vocabulary",
-                             path, lineno, (int)flen[f], field[f]);
+                rc = pl_errf(err, PL_EFORMAT, "%s:%d: symbol '%.*s' is not in the vocabulary", path,
+                             lineno, (int)flen[f], field[f]);
                 goto out;
             }
         }
         /* The two symbols' bytes lie side by side in sym: their concatenation. */
         if ((id[2] = strtab_find(t, st, sym, (size_t)(k[0] + k[1]))) < 0) {
-            rc = pl_errf(err, PL_EFORMAT, "%s:%d: merged symbol '%.*s%.*s' is not in the vocabulary",
-                         path, lineno, (int)flen[0], field[0], (int)flen[1], field[1]);
+            rc =
+                pl_errf(err, PL_EFORMAT, "%s:%d: merged symbol '%.*s%.*s' is not in the vocabulary",
+                        path, lineno, (int)flen[0], field[0], (int)flen[1], field[1]);
             goto out;
         }
         struct tok_merge *m = merge_slot(t, pair_key(id[0], id[1]));
@@ -374,7 +375,7 @@ static int load_merges(struct tok *t, const struct strtab *st, const char *path,
                          (int)m->rank);
             goto out;
         }
-        *m = (struct tok_merge){pair_key(id[0], id[1]), t->n_merges};
+        *m = (struct tok_merge){pair_key(id[0], id[1]), t->n_merges, id[2]};
         memcpy(t->merges + 3 * t->n_merges++, id, sizeof id);
     }
 out:
@@ -575,12 +576,47 @@ static uint64_t heap_pop(uint64_t *heap, size_t *n)
     return top;
 }
 
+/* encoder.py's bpe() on the n symbols w[0 .. n): while some adjacent pair has a
+ * merge, take the pair of lowest rank and merge every occurrence of it, left to
+ * right. rank has room for n - 1 entries. Returns the new symbol count. Each
+ * pass rescans the word, so this is for short words. */
+static size_t bpe_scan(const struct tok *t, int *w, size_t n, int32_t *rank)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        rank[i] = pair_rank(t, w[i], w[i + 1]);
+    while (n > 1) {
+        size_t k = 0;
+        for (size_t i = 1; i + 1 < n; i++)
+            if (rank[i] < rank[k])
+                k = i;
+        if (rank[k] == NO_RANK)
+            break;
+        int left = w[k], right = w[k + 1], merged = merge_slot(t, pair_key(left, right))->id;
+        size_t j = k;
+        for (size_t i = k; i < n;) {
+            if (i + 1 < n && w[i] == left && w[i + 1] == right) {
+                w[j++] = merged;
+                i += 2;
+            } else {
+                w[j++] = w[i++];
+            }
+        }
+        n = j;
+        for (size_t i = k ? k - 1 : 0; i + 1 < n; i++)
+            rank[i] = pair_rank(t, w[i], w[i + 1]);
+    }
+    return n;
+}
+
+/* Words at least this long go through the heap, shorter ones through the scan
+ * (faster on the 3-6 byte words of ordinary text). */
+#define BPE_HEAP_MIN 24
+
 /* Append the BPE ids of one pre-token s[0 .. n) (n >= 1; out->ids has room).
- * encoder.py's bpe() takes the adjacent pair of lowest rank, merges every
- * occurrence of it left to right, and starts again: quadratic in n, which a
- * long unbroken word makes hurt. Here a heap keyed (rank, position) yields the
- * same passes in O(n log n): each pass pops every pair of its rank in position
- * order, and the pairs it creates wait until it ends, as they do in bpe(). */
+ * bpe_scan is quadratic in n, which a long unbroken word makes hurt. For long
+ * words a heap keyed (rank, position) yields the same passes in O(n log n):
+ * each pass pops every pair of its rank in position order, and the pairs it
+ * creates wait until it ends, as they do in bpe(). */
 static int bpe_piece(const struct tok *t, struct tok_buf *out, const char *s, size_t n,
                      struct pl_err *err)
 {
@@ -591,10 +627,16 @@ static int bpe_piece(const struct tok *t, struct tok_buf *out, const char *s, si
         out->n++;
         return PL_OK;
     }
+    if (n < BPE_HEAP_MIN) {
+        int rc = grow(&out->scratch, &out->scratch_cap, n * sizeof(int32_t), 1, err);
+        if (!rc)
+            out->n += bpe_scan(t, w, n, out->scratch);
+        return rc;
+    }
     if (n > INT32_MAX)
         return pl_errf(err, PL_EINVAL, "cannot tokenize a run of %zu bytes without a break", n);
-    int rc = grow(&out->scratch, &out->scratch_cap, n * (5 * sizeof(uint64_t) + 2 * sizeof(int32_t)),
-                  1, err);
+    int rc = grow(&out->scratch, &out->scratch_cap,
+                  n * (5 * sizeof(uint64_t) + 2 * sizeof(int32_t)), 1, err);
     if (rc)
         return rc;
     /* A merge removes one symbol and adds at most two pairs: 3n heap entries. */

@@ -28,18 +28,18 @@ struct tok_merge;
 /* Read-only after init/load, so one tok may serve several threads, each with
  * its own tok_buf. Fields are private except kind, vocab_size and eos. */
 struct tok {
-    int kind;              /* enum tok_kind; 0 on a zeroed or released struct */
-    int vocab_size;        /* 257 for byte, 50257 for GPT-2 */
-    int eos;               /* id of <|endoftext|> */
-    int byte_id[256];      /* BPE: id of each single-byte token */
-    char *text;            /* the bytes of every token, concatenated */
-    uint32_t *offset;      /* [vocab_size + 1]: token i is text[offset[i] .. offset[i + 1]) */
-    int32_t *merges;       /* BPE: [n_merges][3] left, right and merged id, by rank */
+    int kind;         /* enum tok_kind; 0 on a zeroed or released struct */
+    int vocab_size;   /* 257 for byte, 50257 for GPT-2 */
+    int eos;          /* id of <|endoftext|> */
+    int byte_id[256]; /* BPE: id of each single-byte token */
+    char *text;       /* the bytes of every token, concatenated */
+    uint32_t *offset; /* [vocab_size + 1]: token i is text[offset[i] .. offset[i + 1]) */
+    int32_t *merges;  /* BPE: [n_merges][3] left, right and merged id, by rank */
     int n_merges;
-    struct tok_merge *table; /* BPE: (left, right) -> rank */
+    struct tok_merge *table; /* BPE: (left, right) -> rank and merged id */
     size_t table_mask;
-    void *pcre_ctx;        /* BPE: pcre2_general_context routing PCRE2 to pl_malloc */
-    void *re;              /* BPE: the compiled pre-tokenization regex */
+    void *pcre_ctx; /* BPE: pcre2_general_context routing PCRE2 to pl_malloc */
+    void *re;       /* BPE: the compiled pre-tokenization regex */
 };
 
 /* A growable, caller-owned id buffer that tok_encode appends to. Reusing one
@@ -74,8 +74,10 @@ void tok_release(struct tok *t);
 int tok_save(const struct tok *t, const char *dir, struct pl_err *err);
 
 /* Append the ids of text[0 .. len) to out->ids (text need not be NUL-terminated
- * and may hold any bytes). flags: 0 or TOK_SPECIAL. PL_ENOMEM leaves out->n as
- * it was; PL_EFORMAT only if PCRE2 itself fails. */
+ * and may hold any bytes); never more ids than len. flags: 0 or TOK_SPECIAL.
+ * Time is O(len log len) even for one long unbroken word. Errors leave out->n as
+ * it was: PL_ENOMEM; PL_EINVAL for a run of 2 GiB without a regex break;
+ * PL_EFORMAT only if PCRE2 itself fails. */
 int tok_encode(const struct tok *t, struct tok_buf *out, const char *text, size_t len,
                unsigned flags, struct pl_err *err);
 
@@ -89,8 +91,14 @@ const char *tok_piece(const struct tok *t, int id, size_t *len);
 int tok_decode(const struct tok *t, char **text, size_t *len, const int *ids, size_t n,
                struct pl_err *err);
 
-static inline int tok_vocab_size(const struct tok *t) { return t->vocab_size; }
-static inline int tok_eos(const struct tok *t) { return t->eos; }
+static inline int tok_vocab_size(const struct tok *t)
+{
+    return t->vocab_size;
+}
+static inline int tok_eos(const struct tok *t)
+{
+    return t->eos;
+}
 
 /* `plumb tokenize`. The encode functions write one JSON array of ids a line
  * ("[464,3290]"): tok_encode_text for text[0 .. len), tok_encode_jsonl for each

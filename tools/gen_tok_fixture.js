@@ -23,6 +23,16 @@ const fs = require('fs');
 const path = require('path');
 const { encode, decode } = require('gpt-3-encoder');
 
+// A fixed pseudo-random word, so that long pre-tokens (BPE's heap path) are covered.
+function word(alphabet, n, seed) {
+    let s = '';
+    for (let i = 0; i < n; i++) {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        s += alphabet[seed % alphabet.length];
+    }
+    return s;
+}
+
 const texts = [
     '',
     'hello world',
@@ -75,6 +85,11 @@ const texts = [
     'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n',
     'supercalifragilisticexpialidocious antidisestablishmentarianism',
     'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+    word('abcdefghijklmnopqrstuvwxyz', 500, 1),
+    ' ' + word('etaoinshrdlu', 300, 2) + ' ' + word('ACGT', 400, 3),
+    word('0123456789', 200, 4),
+    word('!?.;:-_*#()', 120, 5),
+    word('日本語のテキスト', 100, 6),
     '                                                ',
     'control \u0001\u0007\u001b[0m chars \u007f',
     'The 3 bears ate 12 bowls of porridge at 7:30am; café-au-lait costs €3.50 (≈$3.80)!\n' +
