@@ -58,11 +58,15 @@ test: $(TESTS) $(BUILD)/plumb
 	PLUMB_BIN=$(BUILD)/plumb prove $(BUILD)/tests
 
 check-asan:
-	$(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build/asan OPT="-O1 -march=native -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 bench: plumb
 	./plumb bench
+
+# The toy world end to end; everything it writes goes under runs/demo/.
+demo: plumb
+	sh tools/demo.sh
 
 datasets:
 	sh datasets/fetch.sh
@@ -74,3 +78,14 @@ clean:
 	rm -rf build plumb
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# plumb/torch ratios of generation speed, from one run of each: Debian's python3-torch on
+# OpenBLAS, with OpenBLAS's own CPU detection (no OPENBLAS_CORETYPE / L2 size override) so
+# that it runs its AVX-512 kernels, and OpenBLAS ahead of whatever libblas.so.3 points at.
+.PHONY: bench-peer
+bench-peer: $(BUILD)/plumb
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="python3-torch libopenblas0-pthread"
+	$(BUILD)/plumb bench --json > $(BUILD)/bench.json
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+	  LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread \
+	  /usr/bin/python3 bench/peer_torch.py --plumb $(BUILD)/bench.json

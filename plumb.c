@@ -5,10 +5,13 @@
 #include "model/bench.h"
 #include "model/ckpt.h"
 #include "model/pl.h"
+#include "model/sample.h"
 #include "model/score.h"
 #include "model/tensor.h"
 #include "model/tok.h"
+#include "trainer/train.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +142,12 @@ static int cmd_bench(int argc, char **argv)
         if (o.cfg.n_positions < seq)
             o.cfg.n_positions = seq;
         struct bench_result r;
-        if ((rc = bench_model(&o, &r, &err)))
+        /* Generation is measured with GPT-2's vocabulary on the built-in shapes:
+         * its LM head is most of a decode step's work. */
+        struct bench_opts g = o;
+        if (!config)
+            g.cfg.vocab_size = 50257;
+        if ((rc = bench_model(&o, &r, &err)) || (rc = bench_generate(&g, &r, &err)))
             return fail(&err, rc);
         char *out = json ? bench_json(&r) : bench_text(&r);
         if (!out)
@@ -320,7 +328,8 @@ static int cmd_tokenize(int argc, char **argv)
             return usage_error("tokenize", "an option lacks a value");
     }
     if (!model || !text == !input)
-        return usage_error("tokenize", "--model DIR and one of --text S, --input FILE are required");
+        return usage_error("tokenize",
+                           "--model DIR and one of --text S, --input FILE are required");
     if (decode && special)
         return usage_error("tokenize", "--special applies to encoding only");
     struct pl_err err = {0};
@@ -337,6 +346,251 @@ static int cmd_tokenize(int argc, char **argv)
     return rc ? fail(&err, rc) : 0;
 }
 
+/* Parse a number in [lo, hi]; 0 when it is not one. */
+static int parse_real(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= lo && v <= hi))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* Parse an integer >= lo; 0 when it is not one. */
+static int parse_long(const char *s, long lo, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* plumb pretrain and plumb sft: the same options, `kind` picks the data format. */
+static int train_command(const char *cmd, enum train_kind kind, int argc, char **argv)
+{
+    struct train_opts o;
+    train_opts_default(&o);
+    o.kind = kind;
+    o.version = PLUMB_VERSION;
+    o.log = stderr;
+    const char *arch = NULL;
+    int threads = 0, missing = 0;
+    double lr = o.lr, min_lr_frac = o.min_lr_frac, weight_decay = o.weight_decay, clip = o.clip;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int ok = 1;
+        if (engine_option(argc, argv, &i, &threads, &arch, &missing))
+            continue;
+        else if ((v = opt_value(argc, argv, &i, "--model", &missing)))
+            o.model = v;
+        else if ((v = opt_value(argc, argv, &i, "--data", &missing)))
+            o.data = v;
+        else if ((v = opt_value(argc, argv, &i, "--eval-data", &missing)))
+            o.eval_data = v;
+        else if ((v = opt_value(argc, argv, &i, "--out", &missing)))
+            o.out = v;
+        else if (kind == TRAIN_SFT && (v = opt_value(argc, argv, &i, "--mix-corpus", &missing)))
+            o.mix_corpus = v;
+        else if (kind == TRAIN_SFT && (v = opt_value(argc, argv, &i, "--mix-frac", &missing)))
+            ok = parse_real(v, 1e-9, 1 - 1e-9, &o.mix_frac);
+        else if ((v = opt_value(argc, argv, &i, "--steps", &missing)))
+            ok = parse_long(v, 1, &o.steps);
+        else if ((v = opt_value(argc, argv, &i, "--epochs", &missing)))
+            ok = parse_real(v, 1e-9, 1e9, &o.epochs);
+        else if ((v = opt_value(argc, argv, &i, "--batch", &missing)))
+            ok = (o.batch = parse_count(v)) > 0;
+        else if ((v = opt_value(argc, argv, &i, "--seq", &missing)))
+            ok = (o.seq = parse_count(v)) > 0;
+        else if ((v = opt_value(argc, argv, &i, "--grad-accum", &missing)))
+            ok = (o.grad_accum = parse_count(v)) > 0;
+        else if ((v = opt_value(argc, argv, &i, "--lr", &missing)))
+            ok = parse_real(v, 1e-12, 10, &lr);
+        else if ((v = opt_value(argc, argv, &i, "--min-lr-frac", &missing)))
+            ok = parse_real(v, 0, 1, &min_lr_frac);
+        else if ((v = opt_value(argc, argv, &i, "--warmup", &missing)))
+            ok = parse_long(v, 0, &o.warmup);
+        else if ((v = opt_value(argc, argv, &i, "--weight-decay", &missing)))
+            ok = parse_real(v, 0, 10, &weight_decay);
+        else if ((v = opt_value(argc, argv, &i, "--clip", &missing)))
+            ok = parse_real(v, 0, 1e9, &clip);
+        else if ((v = opt_value(argc, argv, &i, "--eval-every", &missing)))
+            ok = parse_long(v, 0, &o.eval_every);
+        else if ((v = opt_value(argc, argv, &i, "--eval-rows", &missing)))
+            ok = (o.eval_rows = parse_count(v)) > 0;
+        else if ((v = opt_value(argc, argv, &i, "--eval-frac", &missing)))
+            ok = parse_real(v, 0, 0.99, &o.eval_frac);
+        else if ((v = opt_value(argc, argv, &i, "--save-every", &missing)))
+            ok = parse_long(v, 0, &o.save_every);
+        else if ((v = opt_value(argc, argv, &i, "--log-every", &missing)))
+            ok = parse_long(v, 1, &o.log_every);
+        else if ((v = opt_value(argc, argv, &i, "--seed", &missing))) {
+            char *end;
+            o.seed = strtoull(v, &end, 10);
+            ok = *v && !*end && *v != '-';
+        } else if (strcmp(argv[i], "--resume") == 0)
+            o.resume = true;
+        else if (strcmp(argv[i], "--skip-bad-lines") == 0)
+            o.skip_bad_lines = true;
+        else if (!missing)
+            return usage_error(cmd, "unknown option");
+        if (missing || !ok)
+            return usage_error(cmd, "an option lacks a valid value");
+    }
+    if (!o.model || !o.data || !o.out)
+        return usage_error(cmd, "--model DIR, --data FILE and --out DIR are required");
+    o.lr = (float)lr;
+    o.min_lr_frac = (float)min_lr_frac;
+    o.weight_decay = (float)weight_decay;
+    o.clip = (float)clip;
+    int rc = engine_start(arch, threads);
+    if (rc)
+        return rc;
+    struct pl_err err = {0};
+    struct train_result res;
+    rc = train_lm(&o, &res, &err);
+    if (rc)
+        return fail(&err, rc);
+    if (isnan(res.eval_last))
+        printf("%s: step %ld, %.1f s\n", o.out, res.steps, res.seconds);
+    else
+        printf("%s: step %ld, held-out loss %.4f -> %.4f, %.1f s\n", o.out, res.steps,
+               res.eval_first, res.eval_last, res.seconds);
+    return 0;
+}
+
+/* plumb pretrain --model DIR --data corpus.txt --out DIR [options]: language modelling. */
+static int cmd_pretrain(int argc, char **argv)
+{
+    return train_command("pretrain", TRAIN_PRETRAIN, argc, argv);
+}
+
+/* plumb sft --model DIR --data sft.jsonl|sft.csv --out DIR [options]: loss on responses only. */
+static int cmd_sft(int argc, char **argv)
+{
+    return train_command("sft", TRAIN_SFT, argc, argv);
+}
+
+/* Most --stop strings a command takes. */
+#define MAX_STOP 16
+
+/* Decoding options shared by plumb generate and plumb sample; 1 when argv[*i]
+ * was one. *bad is set when its value does not parse. */
+static int decode_option(int argc, char **argv, int *i, struct sample_opts *o, const char **stop,
+                         int *missing, int *bad)
+{
+    const char *v;
+    double x;
+    long n;
+    if ((v = opt_value(argc, argv, i, "--max-new-tokens", missing)))
+        *bad = !(o->max_new_tokens = parse_count(v));
+    else if ((v = opt_value(argc, argv, i, "--temperature", missing)))
+        *bad = !parse_real(v, 0, 1e6, &x) || ((o->temperature = (float)x), 0);
+    else if ((v = opt_value(argc, argv, i, "--top-k", missing)))
+        *bad = !parse_long(v, 0, &n) || n >= (1L << 30) || ((o->top_k = (int)n), 0);
+    else if ((v = opt_value(argc, argv, i, "--top-p", missing)))
+        *bad = !parse_real(v, 1e-9, 1, &x) || ((o->top_p = (float)x), 0);
+    else if ((v = opt_value(argc, argv, i, "--beam", missing)))
+        *bad = !(o->beam = parse_count(v));
+    else if ((v = opt_value(argc, argv, i, "--length-penalty", missing)))
+        *bad = !parse_real(v, -100, 100, &x) || ((o->length_penalty = (float)x), 0);
+    else if ((v = opt_value(argc, argv, i, "--batch", missing)))
+        *bad = !(o->batch = parse_count(v));
+    else if ((v = opt_value(argc, argv, i, "--seed", missing))) {
+        char *end;
+        o->seed = strtoull(v, &end, 10);
+        *bad = !*v || *end || *v == '-';
+    } else if ((v = opt_value(argc, argv, i, "--stop", missing))) {
+        *bad = o->n_stop == MAX_STOP || !*v;
+        if (!*bad)
+            stop[o->n_stop++] = v;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* A batch that holds at least one prompt's sequences. */
+static void decode_fit(struct sample_opts *o, const char **stop)
+{
+    int width = o->beam > 0 ? o->beam : o->n;
+    o->batch = o->batch < width ? width : o->batch;
+    o->stop = stop;
+}
+
+/* plumb generate --model DIR --prompt S [--n N] [decoding options]: stream text. */
+static int cmd_generate(int argc, char **argv)
+{
+    struct sample_opts o;
+    sample_opts_default(&o);
+    const char *model = NULL, *prompt = NULL, *arch = NULL, *stop[MAX_STOP];
+    int threads = 0, missing = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (engine_option(argc, argv, &i, &threads, &arch, &missing) ||
+            decode_option(argc, argv, &i, &o, stop, &missing, &bad))
+            ;
+        else if ((v = opt_value(argc, argv, &i, "--model", &missing)))
+            model = v;
+        else if ((v = opt_value(argc, argv, &i, "--prompt", &missing)))
+            prompt = v;
+        else if ((v = opt_value(argc, argv, &i, "--n", &missing)))
+            bad = !(o.n = parse_count(v));
+        else if (!missing)
+            return usage_error("generate", "unknown option");
+        if (missing || bad)
+            return usage_error("generate", "an option lacks a valid value");
+    }
+    if (!model || !prompt)
+        return usage_error("generate", "--model DIR and --prompt TEXT are required");
+    decode_fit(&o, stop);
+    int rc = engine_start(arch, threads);
+    if (rc)
+        return rc;
+    struct pl_err err = {0};
+    rc = sample_text(model, prompt, &o, stdout, &err);
+    return rc ? fail(&err, rc) : 0;
+}
+
+/* plumb sample --model DIR --prompts FILE -k K --out FILE [decoding options]. */
+static int cmd_sample(int argc, char **argv)
+{
+    struct sample_opts o;
+    sample_opts_default(&o);
+    o.n = 4;
+    const char *model = NULL, *prompts = NULL, *out = NULL, *arch = NULL, *stop[MAX_STOP];
+    int threads = 0, missing = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (engine_option(argc, argv, &i, &threads, &arch, &missing) ||
+            decode_option(argc, argv, &i, &o, stop, &missing, &bad))
+            ;
+        else if ((v = opt_value(argc, argv, &i, "--model", &missing)))
+            model = v;
+        else if ((v = opt_value(argc, argv, &i, "--prompts", &missing)))
+            prompts = v;
+        else if ((v = opt_value(argc, argv, &i, "--out", &missing)))
+            out = v;
+        else if ((v = opt_value(argc, argv, &i, "-k", &missing)))
+            bad = !(o.n = parse_count(v));
+        else if (!missing)
+            return usage_error("sample", "unknown option");
+        if (missing || bad)
+            return usage_error("sample", "an option lacks a valid value");
+    }
+    if (!model || !prompts || !out)
+        return usage_error("sample", "--model DIR, --prompts FILE and --out FILE are required");
+    decode_fit(&o, stop);
+    int rc = engine_start(arch, threads);
+    if (rc)
+        return rc;
+    struct pl_err err = {0};
+    rc = sample_file(model, prompts, out, &o, stderr, &err);
+    return rc ? fail(&err, rc) : 0;
+}
+
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -349,9 +603,19 @@ static const struct command commands[] = {
     {"help", cmd_help, "show this list"},
     {"world", cmd_world, "write the toy world's datasets: --out DIR [--seed N]"},
     {"init", cmd_init, "write a random model: --config JSON --out DIR [--seed N] [--score-head]"},
+    {"pretrain", cmd_pretrain,
+     "train on plain text: --model DIR --data corpus.txt --out DIR [--steps N] [--resume] ..."},
+    {"sft", cmd_sft,
+     "fine-tune on prompt/response pairs: --model DIR --data sft.jsonl|.csv --out DIR ..."},
     {"score", cmd_score, "log-probability of each token of each line: --model DIR --input FILE.jsonl"},
     {"tokenize", cmd_tokenize,
      "text to token ids: --model DIR (--text S | --input FILE.jsonl) [--decode] [--special]"},
+    {"generate", cmd_generate,
+     "complete a prompt, streaming: --model DIR --prompt S [--n N] [--max-new-tokens M] "
+     "[--temperature T] [--top-k K] [--top-p P] [--beam N] [--stop S] [--seed S]"},
+    {"sample", cmd_sample,
+     "K completions per prompt, resumable: --model DIR --prompts FILE.jsonl -k K --out "
+     "FILE.jsonl [the options of generate] [--batch B]"},
     {"bench", cmd_bench, "measure training and inference speed against BLIS's own sgemm rate"},
 };
 

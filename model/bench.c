@@ -1,5 +1,6 @@
 #include "bench.h"
 
+#include "sample.h"
 #include "tensor.h"
 
 #include <cjson/cJSON.h>
@@ -187,6 +188,70 @@ int bench_model(const struct bench_opts *o, struct bench_result *r, struct pl_er
     return PL_OK;
 }
 
+#define GEN_PROMPT 64
+#define GEN_NEW 64
+
+/* Best of `steps` timed sample_generate runs over `batch` random prompts. */
+static int gen_rate(const struct gpt *m, int batch, int steps, double *tokens_per_s,
+                    struct pl_err *err)
+{
+    struct sample_opts so;
+    sample_opts_default(&so);
+    so.max_new_tokens = GEN_NEW;
+    so.eos = -1; /* every sequence runs to its full length, as PyTorch's loop does */
+    so.batch = batch;
+    so.max_len = GEN_PROMPT + GEN_NEW;
+    struct sample_ctx s;
+    int rc = sample_init(&s, m, NULL, &so, err);
+    int *ids = pl_malloc(sizeof(int) * batch * GEN_PROMPT);
+    struct sample_prompt *p = pl_malloc(sizeof *p * batch);
+    if (!rc && (!ids || !p))
+        rc = pl_oom(err, "benchmark prompts");
+    struct pl_rng rng;
+    pl_rng_seed(&rng, 2);
+    for (int i = 0; !rc && i < batch; i++) {
+        for (int t = 0; t < GEN_PROMPT; t++)
+            ids[i * GEN_PROMPT + t] = (int)(pl_rng_next(&rng) % (uint64_t)m->cfg.vocab_size);
+        p[i] = (struct sample_prompt){ids + i * GEN_PROMPT, GEN_PROMPT, i};
+    }
+    double best = 1e30;
+    for (int rep = 0; rep <= steps && !rc; rep++) {
+        double t0 = pl_now();
+        rc = sample_generate(&s, p, batch, NULL, err);
+        double dt = pl_now() - t0;
+        if (rep > 0 && dt < best)
+            best = dt;
+    }
+    *tokens_per_s = (double)batch * GEN_NEW / best;
+    pl_free(ids);
+    pl_free(p);
+    sample_release(&s);
+    return rc;
+}
+
+int bench_generate(const struct bench_opts *o, struct bench_result *r, struct pl_err *err)
+{
+    if (o->steps <= 0)
+        return pl_errf(err, PL_EINVAL, "bench: steps must be positive");
+    struct gpt_config cfg = o->cfg;
+    if (cfg.n_positions < GEN_PROMPT + GEN_NEW)
+        cfg.n_positions = GEN_PROMPT + GEN_NEW;
+    struct gpt m;
+    struct gpt_opts go = {.max_batch = 1, .max_seq = 1};
+    int rc = gpt_init(&m, &cfg, &go, err);
+    if (!rc) {
+        gpt_init_weights(&m, 1);
+        rc = gen_rate(&m, 1, o->steps, &r->gen_b1_tokens_per_s, err);
+    }
+    if (!rc)
+        rc = gen_rate(&m, 32, o->steps, &r->gen_b32_tokens_per_s, err);
+    gpt_release(&m);
+    r->gen_prompt = GEN_PROMPT;
+    r->gen_new = GEN_NEW;
+    r->gen_vocab = cfg.vocab_size;
+    return rc;
+}
+
 static cJSON *rates(double tokens_per_s, double gflops, double mfu)
 {
     cJSON *o = cJSON_CreateObject();
@@ -213,6 +278,17 @@ char *bench_json(const struct bench_result *r)
     cJSON_AddItemToObject(root, "forward", rates(r->fwd_tokens_per_s, r->fwd_gflops, r->fwd_mfu));
     cJSON_AddItemToObject(root, "train",
                           rates(r->train_tokens_per_s, r->train_gflops, r->train_mfu));
+    if (r->gen_b1_tokens_per_s > 0) {
+        cJSON *gen = cJSON_CreateObject(), *b1 = cJSON_CreateObject(), *b32 = cJSON_CreateObject();
+        cJSON_AddNumberToObject(gen, "prompt", r->gen_prompt);
+        cJSON_AddNumberToObject(gen, "new_tokens", r->gen_new);
+        cJSON_AddNumberToObject(gen, "vocab_size", r->gen_vocab);
+        cJSON_AddNumberToObject(b1, "tokens_per_s", r->gen_b1_tokens_per_s);
+        cJSON_AddNumberToObject(b32, "tokens_per_s", r->gen_b32_tokens_per_s);
+        cJSON_AddItemToObject(gen, "b1", b1);
+        cJSON_AddItemToObject(gen, "b32", b32);
+        cJSON_AddItemToObject(root, "generate", gen);
+    }
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     char *out = text ? pl_strdup(text) : NULL;
@@ -231,5 +307,13 @@ char *bench_text(const struct bench_result *r)
              r->cfg.n_layer, r->cfg.n_embd, r->cfg.n_head, r->cfg.vocab_size, r->batch, r->seq,
              r->arch, r->threads, r->sgemm_gflops, r->fwd_tokens_per_s, r->fwd_gflops, r->fwd_mfu,
              r->train_tokens_per_s, r->train_gflops, r->train_mfu);
+    if (r->gen_b1_tokens_per_s > 0) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof buf - n,
+                 "generate: %.0f tokens/s for 1 prompt, %.0f for 32 (%d-token prompts, %d new, "
+                 "vocab %d)\n",
+                 r->gen_b1_tokens_per_s, r->gen_b32_tokens_per_s, r->gen_prompt, r->gen_new,
+                 r->gen_vocab);
+    }
     return pl_strdup(buf);
 }

@@ -22,14 +22,28 @@ struct bench_result {
     double sgemm_gflops;   /* BLIS on the training step's GEMM shapes */
     double fwd_tokens_per_s, fwd_gflops, fwd_mfu;
     double train_tokens_per_s, train_gflops, train_mfu;
+    /* Generation (bench_generate; 0 when not run): tokens/s of sample_generate
+     * sampling gen_new tokens after prompts of gen_prompt tokens, for one
+     * prompt and for 32 at once, with a vocabulary of gen_vocab. */
+    int gen_prompt, gen_new, gen_vocab;
+    double gen_b1_tokens_per_s, gen_b32_tokens_per_s;
 };
 
 /* Run the model and GEMM benchmarks for one shape. Errors: PL_EINVAL, PL_ENOMEM. */
 int bench_model(const struct bench_opts *o, struct bench_result *r, struct pl_err *err);
 
+/* Then, into the same result: generation with a KV cache on the same shape
+ * (context at least 128), prompts of 64 random tokens, 64 new tokens each
+ * sampled at temperature 1 with no end token, best of `steps` runs of the
+ * whole (prefill and decode). Errors: PL_EINVAL, PL_ENOMEM. */
+int bench_generate(const struct bench_opts *o, struct bench_result *r, struct pl_err *err);
+
 /* The result as a JSON object (caller frees with pl_free):
  * {"shape": {...}, "blis": {"arch", "threads", "sgemm_gflops"},
- *  "forward": {"tokens_per_s", "gflops", "mfu"}, "train": {"tokens_per_s", "gflops", "mfu"}}. */
+ *  "forward": {"tokens_per_s", "gflops", "mfu"}, "train": {"tokens_per_s", "gflops", "mfu"},
+ *  "generate": {"prompt", "new_tokens", "vocab_size", "b1": {"tokens_per_s"},
+ *               "b32": {"tokens_per_s"}}}
+ * ("generate" only after bench_generate). */
 char *bench_json(const struct bench_result *r);
 
 /* A few lines of plain text for a terminal (caller frees with pl_free). */

@@ -511,3 +511,378 @@ void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *ta
         logp[i] = (float)(z[targets[i]] - mx - log(sum));
     }
 }
+
+/* ---- generation ---- */
+
+/* Query rows per BLIS block in op_attention_kv_fwd; its scratch is this many
+ * score rows of maxT a thread. */
+#define KV_QBLOCK 64
+
+long op_attention_kv_scratch(int maxT, int threads)
+{
+    return (long)KV_QBLOCK * maxT * (threads > 0 ? threads : 1);
+}
+
+/* One query row over keys 0..L-1 of one head (kt: keys transposed, row
+ * stride maxT). Plain loops: a decode step is a single row, and a BLIS call
+ * per row and head costs more than the work. With the keys transposed the
+ * scores are one axpy per dimension, with no horizontal sums. */
+static void kv_attend_row(float *out, float *s, const float *q, const float *kt, const float *v,
+                          int L, int hs, int maxT, float scale)
+{
+    memset(s, 0, sizeof(float) * L);
+    for (int c = 0; c < hs; c++) {
+        const float *kc = kt + (size_t)c * maxT;
+        float qc = q[c] * scale;
+#pragma omp simd
+        for (int j = 0; j < L; j++)
+            s[j] += qc * kc[j];
+    }
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < L; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < L; j++) {
+        s[j] = fexp(s[j] - mx);
+        sum += s[j];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, sizeof(float) * hs);
+    for (int j = 0; j < L; j++) {
+        const float *vj = v + (size_t)j * hs;
+        float p = s[j] * inv;
+#pragma omp simd
+        for (int c = 0; c < hs; c++)
+            out[c] += p * vj[c];
+    }
+}
+
+/* `rows` consecutive query rows at positions past.. over keys 0..past+rows-1
+ * of one head, as two BLIS products around a causal softmax. */
+static void kv_attend_block(float *out, int ldo, float *s, const float *q, int ldq, const float *kt,
+                            const float *v, int past, int rows, int hs, int maxT, float scale)
+{
+    int L = past + rows;
+    tensor_gemm_1t(false, false, rows, L, hs, scale, q, ldq, kt, maxT, 0.0f, s, L);
+    for (int i = 0; i < rows; i++) {
+        attention_row_softmax(s + (size_t)i * L, past + i, NULL);
+        memset(s + (size_t)i * L + past + i + 1, 0, sizeof(float) * (rows - i - 1));
+    }
+    tensor_gemm_1t(false, false, rows, hs, L, 1.0f, s, L, v, hs, 0.0f, out, ldo);
+}
+
+void op_attention_kv_fwd(float *out, float *k, float *v, float *scratch, int threads,
+                         const float *qkv, const int *slot, const int *past, const int *n, int B,
+                         int maxT, int C, int NH)
+{
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    size_t per_head = (size_t)maxT * hs, per_slot = per_head * NH;
+    int first[B];
+    long work = 0;
+    for (int i = 0, r = 0; i < B; r += n[i++]) {
+        first[i] = r;
+        work += (long)n[i] * (past[i] + n[i]) * C;
+    }
+    int nt = omp_get_max_threads() < threads ? omp_get_max_threads() : threads;
+    if (work <= PAR_MIN)
+        nt = 1;
+#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(nt)
+    for (int i = 0; i < B; i++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)first[i] * C3 + h * hs;
+            float *kh = k + slot[i] * per_slot + h * per_head;
+            float *vh = v + slot[i] * per_slot + h * per_head;
+            for (int r = 0; r < n[i]; r++) {
+                const float *kr = q + (size_t)r * C3 + C;
+                for (int c = 0; c < hs; c++)
+                    kh[(size_t)c * maxT + past[i] + r] = kr[c];
+                memcpy(vh + (size_t)(past[i] + r) * hs, q + (size_t)r * C3 + 2 * C,
+                       sizeof(float) * hs);
+            }
+            float *s = scratch + (size_t)omp_get_thread_num() * KV_QBLOCK * maxT;
+            for (int r0 = 0; r0 < n[i]; r0 += KV_QBLOCK) {
+                int rows = n[i] - r0 < KV_QBLOCK ? n[i] - r0 : KV_QBLOCK;
+                float *o = out + (size_t)(first[i] + r0) * C + h * hs;
+                const float *qr = q + (size_t)r0 * C3;
+                if (rows == 1)
+                    kv_attend_row(o, s, qr, kh, vh, past[i] + r0 + 1, hs, maxT, scale);
+                else
+                    kv_attend_block(o, C, s, qr, C3, kh, vh, past[i] + r0, rows, hs, maxT, scale);
+            }
+        }
+}
+
+void op_attention_kv_fwd_ref(float *out, float *k, float *v, const float *qkv, const int *slot,
+                             const int *past, const int *n, int B, int maxT, int C, int NH)
+{
+    int hs = C / NH, C3 = 3 * C;
+    double scale = 1.0 / sqrt((double)hs);
+    for (int i = 0, row = 0; i < B; row += n[i++])
+        for (int h = 0; h < NH; h++) {
+            float *kh = k + (((size_t)slot[i] * NH + h) * maxT) * hs;
+            float *vh = v + (((size_t)slot[i] * NH + h) * maxT) * hs;
+            for (int r = 0; r < n[i]; r++)
+                for (int d = 0; d < hs; d++) {
+                    const float *x = qkv + (size_t)(row + r) * C3 + h * hs + d;
+                    kh[(size_t)d * maxT + past[i] + r] = x[C];
+                    vh[(size_t)(past[i] + r) * hs + d] = x[2 * C];
+                }
+            for (int r = 0; r < n[i]; r++) {
+                const float *q = qkv + (size_t)(row + r) * C3 + h * hs;
+                int L = past[i] + r + 1;
+                double s[L], mx = -INFINITY, sum = 0;
+                for (int j = 0; j < L; j++) {
+                    s[j] = 0;
+                    for (int d = 0; d < hs; d++)
+                        s[j] += (double)q[d] * kh[(size_t)d * maxT + j];
+                    s[j] *= scale;
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                for (int j = 0; j < L; j++)
+                    sum += exp(s[j] - mx);
+                for (int d = 0; d < hs; d++) {
+                    double acc = 0;
+                    for (int j = 0; j < L; j++)
+                        acc += exp(s[j] - mx) / sum * vh[(size_t)j * hs + d];
+                    out[(size_t)(row + r) * C + h * hs + d] = (float)acc;
+                }
+            }
+        }
+}
+
+/* Sixteen floats: GCC and Clang lower it to one AVX-512 register, or two
+ * AVX2 ones, without intrinsics. Loads and stores go through memcpy because
+ * rows are not 64-byte aligned, and are macros because passing a vector by
+ * value would tie the calling convention to -march. */
+typedef float vf16 __attribute__((vector_size(64)));
+#define VLOAD(v, p) memcpy(&(v), (p), sizeof(vf16))
+#define VSTORE(p, v) memcpy((p), &(v), sizeof(vf16))
+
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+
+/* Sum of the lanes, as a tree of halves: a plain loop is a chain of 16
+ * dependent adds, which costs the LM head as much as its products. */
+static inline float vsum(const vf16 *x)
+{
+    vf8 a, b;
+    memcpy(&a, x, sizeof a);
+    memcpy(&b, (const char *)x + sizeof a, sizeof b);
+    a += b;
+    vf4 c, d;
+    memcpy(&c, &a, sizeof c);
+    memcpy(&d, (const char *)&a + sizeof c, sizeof d);
+    c += d;
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+/* A decode tile is up to 6 rows x 64 columns: 24 accumulators, 4 weight
+ * vectors and a broadcast fill AVX-512's 32 registers. */
+#define DEC_ROWS 6
+#define DEC_COLS 64
+/* Above this many rows BLIS's packing pays for itself. */
+#define DEC_MAX_N 128
+
+/* out[rows, 64] = x[rows, IC] @ w[IC, 64 of OC] (+ bias). rows is a constant
+ * once inlined, so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void
+dec_tile(float *out, const float *x, const float *w, const float *bias, int rows, int IC, int OC)
+{
+    vf16 acc[DEC_ROWS][4];
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < 4; j++) {
+            acc[r][j] = (vf16){0};
+            if (bias)
+                VLOAD(acc[r][j], bias + 16 * j);
+        }
+    for (int k = 0; k < IC; k++) {
+        const float *wk = w + (size_t)k * OC;
+        vf16 w0, w1, w2, w3;
+        VLOAD(w0, wk);
+        VLOAD(w1, wk + 16);
+        VLOAD(w2, wk + 32);
+        VLOAD(w3, wk + 48);
+        for (int r = 0; r < rows; r++) {
+            float xs = x[(size_t)r * IC + k];
+            acc[r][0] += xs * w0;
+            acc[r][1] += xs * w1;
+            acc[r][2] += xs * w2;
+            acc[r][3] += xs * w3;
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < 4; j++)
+            VSTORE(out + (size_t)r * OC + 16 * j, acc[r][j]);
+}
+
+static void dec_rows(float *out, const float *x, const float *w, const float *bias, int rows,
+                     int IC, int OC)
+{
+    switch (rows) {
+    case 1:
+        dec_tile(out, x, w, bias, 1, IC, OC);
+        break;
+    case 2:
+        dec_tile(out, x, w, bias, 2, IC, OC);
+        break;
+    case 3:
+        dec_tile(out, x, w, bias, 3, IC, OC);
+        break;
+    case 4:
+        dec_tile(out, x, w, bias, 4, IC, OC);
+        break;
+    case 5:
+        dec_tile(out, x, w, bias, 5, IC, OC);
+        break;
+    default:
+        dec_tile(out, x, w, bias, DEC_ROWS, IC, OC);
+        break;
+    }
+}
+
+void op_matmul_fwd_decode(float *out, const float *inp, const float *w, const float *bias, int N,
+                          int IC, int OC)
+{
+    if (N > DEC_MAX_N) {
+        op_matmul_fwd(out, inp, w, bias, N, IC, OC);
+        return;
+    }
+    int blocks = OC / DEC_COLS, groups = (N + DEC_ROWS - 1) / DEC_ROWS;
+#pragma omp parallel for collapse(2) schedule(static) if ((long)N * IC * OC > PAR_MIN)
+    for (int b = 0; b < blocks; b++)
+        for (int g = 0; g < groups; g++) {
+            int r0 = g * DEC_ROWS, rows = N - r0 < DEC_ROWS ? N - r0 : DEC_ROWS;
+            dec_rows(out + (size_t)r0 * OC + b * DEC_COLS, inp + (size_t)r0 * IC, w + b * DEC_COLS,
+                     bias ? bias + b * DEC_COLS : NULL, rows, IC, OC);
+        }
+    /* The last OC % 64 columns (only tiny models have any). */
+    for (int r = 0; r < N; r++)
+        for (int o = blocks * DEC_COLS; o < OC; o++) {
+            float s = bias ? bias[o] : 0.0f;
+            for (int k = 0; k < IC; k++)
+                s += inp[(size_t)r * IC + k] * w[(size_t)k * OC + o];
+            out[(size_t)r * OC + o] = s;
+        }
+}
+
+/* Above this many rows the LM head goes to BLIS. */
+#define LOGIT_MAX_N 64
+
+/* out[r, 0..3] = h[r] . wte[0..3] for rows r < rows (out has row stride V):
+ * four vocabulary rows at a time, so each row of wte is read once per tile. */
+static inline __attribute__((always_inline)) void logit_tile(float *out, const float *h,
+                                                             const float *wte, int rows, int C,
+                                                             int V)
+{
+    vf16 acc[4][4];
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < 4; i++)
+            acc[r][i] = (vf16){0};
+    int c = 0;
+    for (; c + 16 <= C; c += 16) {
+        vf16 w0, w1, w2, w3, x;
+        VLOAD(w0, wte + c);
+        VLOAD(w1, wte + C + c);
+        VLOAD(w2, wte + 2 * C + c);
+        VLOAD(w3, wte + 3 * C + c);
+        for (int r = 0; r < rows; r++) {
+            VLOAD(x, h + (size_t)r * C + c);
+            acc[r][0] += x * w0;
+            acc[r][1] += x * w1;
+            acc[r][2] += x * w2;
+            acc[r][3] += x * w3;
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < 4; i++) {
+            float s = vsum(&acc[r][i]);
+            for (int cc = c; cc < C; cc++)
+                s += h[(size_t)r * C + cc] * wte[(size_t)i * C + cc];
+            out[(size_t)r * V + i] = s;
+        }
+}
+
+static void logit_rows(float *out, const float *h, const float *wte, int rows, int C, int V)
+{
+    switch (rows) {
+    case 1: logit_tile(out, h, wte, 1, C, V); break;
+    case 2: logit_tile(out, h, wte, 2, C, V); break;
+    case 3: logit_tile(out, h, wte, 3, C, V); break;
+    default: logit_tile(out, h, wte, 4, C, V); break;
+    }
+}
+
+void op_logits_fwd(float *out, const float *hidden, const float *wte, int N, int V, int C)
+{
+    if (N > LOGIT_MAX_N) {
+        tensor_gemm(false, true, N, V, C, 1.0f, hidden, C, wte, C, 0.0f, out, V);
+        return;
+    }
+    int blocks = V / 4;
+#pragma omp parallel for schedule(static) if ((long)N * V * C > PAR_MIN)
+    for (int b = 0; b < blocks; b++)
+        for (int r0 = 0; r0 < N; r0 += 4)
+            logit_rows(out + (size_t)r0 * V + 4 * b, hidden + (size_t)r0 * C,
+                       wte + (size_t)4 * b * C, N - r0 < 4 ? N - r0 : 4, C, V);
+    for (int v = blocks * 4; v < V; v++)
+        for (int r = 0; r < N; r++) {
+            float s = 0.0f;
+            for (int c = 0; c < C; c++)
+                s += hidden[(size_t)r * C + c] * wte[(size_t)v * C + c];
+            out[(size_t)r * V + v] = s;
+        }
+}
+
+void op_logits_fwd_ref(float *out, const float *hidden, const float *wte, int N, int V, int C)
+{
+    for (int r = 0; r < N; r++)
+        for (int v = 0; v < V; v++) {
+            double s = 0;
+            for (int c = 0; c < C; c++)
+                s += (double)hidden[(size_t)r * C + c] * wte[(size_t)v * C + c];
+            out[(size_t)r * V + v] = (float)s;
+        }
+}
+
+void op_softmax_fwd(float *probs, float *lse, const float *logits, float scale, int N, int V)
+{
+#pragma omp parallel for if ((long)N * V > PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        const float *z = logits + (size_t)i * V;
+        float *p = probs + (size_t)i * V;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < V; j++)
+            mx = z[j] > mx ? z[j] : mx;
+        mx *= scale; /* scale > 0 keeps the arg max */
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) {
+            p[j] = fexp(scale * z[j] - mx);
+            sum += p[j];
+        }
+        float inv = 1.0f / sum;
+#pragma omp simd
+        for (int j = 0; j < V; j++)
+            p[j] *= inv;
+        lse[i] = mx + logf(sum);
+    }
+}
+
+void op_softmax_fwd_ref(float *probs, float *lse, const float *logits, float scale, int N, int V)
+{
+    for (int i = 0; i < N; i++) {
+        const float *z = logits + (size_t)i * V;
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < V; j++)
+            mx = (double)scale * z[j] > mx ? (double)scale * z[j] : mx;
+        for (int j = 0; j < V; j++)
+            sum += exp((double)scale * z[j] - mx);
+        for (int j = 0; j < V; j++)
+            probs[(size_t)i * V + j] = (float)(exp((double)scale * z[j] - mx) / sum);
+        lse[i] = (float)(mx + log(sum));
+    }
+}

@@ -76,4 +76,39 @@ void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *ta
 /* Row-wise log-softmax statistics for sampling and scoring: lse[N]. */
 void op_logsumexp(float *lse, const float *logits, int N, int V);
 
+/* ---- generation (model/sample.c) ---- */
+
+/* Attention of new token rows over a KV cache. Sequence i (0 <= i < B) has
+ * n[i] >= 1 new rows, consecutive in qkv [N,3C] and out [N,C] (N = sum of n,
+ * sequences in order) at positions past[i] .. past[i]+n[i]-1. The new rows'
+ * keys and values are first stored in the cache, then each row attends to
+ * positions 0 .. its own. k is [slots, NH, C/NH, maxT] (keys transposed: a
+ * decode row's scores are then an axpy per dimension, not a dot product per
+ * key), v is [slots, NH, maxT, C/NH]; sequence i uses slot[i] (no two alike)
+ * and past[i] + n[i] <= maxT. scratch holds
+ * op_attention_kv_scratch(maxT, threads) floats; runs on at most `threads`. */
+void op_attention_kv_fwd(float *out, float *k, float *v, float *scratch, int threads,
+                         const float *qkv, const int *slot, const int *past, const int *n, int B,
+                         int maxT, int C, int NH);
+long op_attention_kv_scratch(int maxT, int threads);
+void op_attention_kv_fwd_ref(float *out, float *k, float *v, const float *qkv, const int *slot,
+                             const int *past, const int *n, int B, int maxT, int C, int NH);
+
+/* op_matmul_fwd for the few rows of a decode step: BLIS's gemm packs all of w
+ * on every call, so a one-row product ran at a fifth of memory bandwidth;
+ * this streams w once. N above a few dozen rows goes to op_matmul_fwd. Its
+ * _ref twin is op_matmul_fwd_ref. */
+void op_matmul_fwd_decode(float *out, const float *inp, const float *w, const float *bias, int N,
+                          int IC, int OC);
+
+/* LM head of a few rows: out[N,V] = hidden[N,C] @ wte[V,C]^T, streaming wte
+ * once (large N goes to BLIS). */
+void op_logits_fwd(float *out, const float *hidden, const float *wte, int N, int V, int C);
+void op_logits_fwd_ref(float *out, const float *hidden, const float *wte, int N, int V, int C);
+
+/* probs[N,V] = softmax(scale * logits) and lse[N] = logsumexp(scale * logits)
+ * per row (scale = 1 / temperature > 0). */
+void op_softmax_fwd(float *probs, float *lse, const float *logits, float scale, int N, int V);
+void op_softmax_fwd_ref(float *probs, float *lse, const float *logits, float scale, int N, int V);
+
 #endif
