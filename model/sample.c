@@ -1076,6 +1076,9 @@ int sample_text(const char *dir, const char *prompt, const struct sample_opts *o
     if (!rc) {
         struct sample_opts so = *o;
         so.max_len = fit_max_len(o, &m.cfg, (int)ids.n);
+        /* One prompt never fills more slots than its own sequences. */
+        int width = o->beam > 0 ? o->beam : o->n;
+        so.batch = o->batch < width ? o->batch : width;
         rc = sample_init(&s, &m, &t, &so, err);
     }
     if (!rc) {
@@ -1509,6 +1512,9 @@ static int sample_todo(struct file_out *fo, const struct gpt *m, const struct to
     if (!rc && n > 0) {
         struct sample_opts so = *o;
         so.max_len = fit_max_len(o, &m->cfg, longest);
+        /* No more slots than the prompts left can fill (results do not depend on it). */
+        long need = (long)n * (o->beam > 0 ? o->beam : o->n);
+        so.batch = need < o->batch ? (int)need : o->batch;
         rc = sample_init(&s, m, t, &so, err);
         fo->s = &s;
         fo->which = which;

@@ -184,7 +184,8 @@ int sample_generate(struct sample_ctx *s, const struct sample_prompt *prompts, i
 /* `plumb generate`: load the model in dir, encode prompt, and write its o->n
  * completions to out, streaming the first as it is generated (a header line
  * "--- completion k of n ---" before each when n > 1; with beam search each
- * is written when done). o->max_len 0 sizes the cache to the prompt.
+ * is written when done). o->max_len 0 sizes the cache to the prompt; the
+ * batch shrinks to the prompt's sequences.
  * Errors: those of ckpt_load and tok_load, PL_EINVAL for a prompt too long
  * or with ids outside the model's vocabulary, PL_EIO writing out. */
 int sample_text(const char *dir, const char *prompt, const struct sample_opts *o, FILE *out,
@@ -196,7 +197,9 @@ int sample_text(const char *dir, const char *prompt, const struct sample_opts *o
  * to out_path, flushed and fsync'd per prompt. Resumable: prompts whose id is
  * already in out_path are skipped; a last line cut short by a crash (no
  * newline) is dropped and redone. Every prompt is read and checked before
- * the first is generated, so bad input leaves out_path as it was.
+ * the first is generated, so bad input leaves out_path as it was. The RNG
+ * index of a prompt is its place in the file, so a resumed run writes what
+ * an uninterrupted one would have. o->max_len 0 fits the longest prompt.
  * progress (may be NULL) gets a progress bar: "\r"-updated on a terminal,
  * a plain line every few seconds otherwise. Errors name the file and line:
  * PL_EFORMAT for a bad record, a duplicate id, a prompt with token ids the
