@@ -101,7 +101,10 @@ static void bench_shape(struct gpt_config *c, bool small)
 static int cmd_bench(int argc, char **argv)
 {
     const char *config = NULL, *arch = NULL;
-    int threads = 0, batch = 4, seq = 256, steps = 3, json = 0, missing = 0;
+    int threads = 0, batch = 4, seq = 256, steps = 3, json = 0, missing = 0, tok_given = 0;
+    /* GPT-2's vocabulary and a corpus from the shared datasets, when they are there. */
+    const char *tok_dir = "../shared/datasets/gpt2-bpe";
+    const char *tok_text = "../shared/datasets/tinyshakespeare/input.txt";
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (engine_option(argc, argv, &i, &threads, &arch, &missing))
@@ -114,6 +117,10 @@ static int cmd_bench(int argc, char **argv)
             missing |= !(seq = parse_count(v));
         else if ((v = opt_value(argc, argv, &i, "--steps", &missing)))
             missing |= !(steps = parse_count(v));
+        else if ((v = opt_value(argc, argv, &i, "--tok-dir", &missing)))
+            tok_dir = v, tok_given = 1;
+        else if ((v = opt_value(argc, argv, &i, "--tok-text", &missing)))
+            tok_text = v, tok_given = 1;
         else if (strcmp(argv[i], "--json") == 0)
             json = 1;
         else
@@ -156,6 +163,16 @@ static int cmd_bench(int argc, char **argv)
         fflush(stdout);
         pl_free(out);
     }
+    double mb_s = 0.0;
+    rc = bench_tokenizer(tok_dir, tok_text, steps, &mb_s, &err);
+    if (rc && tok_given)
+        return fail(&err, rc);
+    if (rc)
+        fprintf(stderr, "plumb bench: tokenizer not measured: %s\n", err.msg);
+    else if (json)
+        printf(",{\"tokenizer\":{\"kind\":\"gpt2-bpe\",\"mb_per_s\":%.3f}}", mb_s);
+    else
+        printf("tokenizer: GPT-2 BPE encodes %s at %.1f MB/s (one thread)\n", tok_text, mb_s);
     if (json)
         printf("]\n");
     return 0;
@@ -616,7 +633,8 @@ static const struct command commands[] = {
     {"sample", cmd_sample,
      "K completions per prompt, resumable: --model DIR --prompts FILE.jsonl -k K --out "
      "FILE.jsonl [the options of generate] [--batch B]"},
-    {"bench", cmd_bench, "measure training and inference speed against BLIS's own sgemm rate"},
+    {"bench", cmd_bench,
+     "speed against BLIS's own sgemm rate: [--config JSON] [--batch B --seq T --steps N] [--json]"},
 };
 
 static int cmd_help(int argc, char **argv)

@@ -169,7 +169,8 @@ def print_ratios(torch_results):
         match = [
             p
             for p in plumb
-            if p["shape"]["n_layer"] == t["n_layer"]
+            if "shape" in p
+            and p["shape"]["n_layer"] == t["n_layer"]
             and p["shape"]["n_embd"] == t["n_embd"]
             and p.get("generate", {}).get("vocab_size") == t["vocab_size"]
         ]

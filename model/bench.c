@@ -2,6 +2,9 @@
 
 #include "sample.h"
 #include "tensor.h"
+#include "tok.h"
+
+#include "datasets/ds.h"
 
 #include <cjson/cJSON.h>
 #include <omp.h>
@@ -316,4 +319,30 @@ char *bench_text(const struct bench_result *r)
                  r->gen_vocab);
     }
     return pl_strdup(buf);
+}
+
+int bench_tokenizer(const char *vocab_dir, const char *text_path, int reps, double *mb_per_s,
+                    struct pl_err *err)
+{
+    struct tok t;
+    struct ds_text text = {0};
+    struct tok_buf buf = {0};
+    int rc = tok_load(&t, vocab_dir, err);
+    if (!rc)
+        rc = ds_text_init(&text, text_path, err);
+    double best = 1e30;
+    for (int rep = 0; !rc && rep <= reps; rep++) {
+        buf.n = 0;
+        double t0 = pl_now();
+        rc = tok_encode(&t, &buf, text.data, text.len, 0, err);
+        double dt = pl_now() - t0;
+        if (rep > 0 && dt < best)
+            best = dt;
+    }
+    if (!rc)
+        *mb_per_s = (double)text.len / best / 1e6;
+    tok_buf_release(&buf);
+    ds_text_release(&text);
+    tok_release(&t);
+    return rc;
 }

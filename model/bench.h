@@ -38,6 +38,13 @@ int bench_model(const struct bench_opts *o, struct bench_result *r, struct pl_er
  * whole (prefill and decode). Errors: PL_EINVAL, PL_ENOMEM. */
 int bench_generate(const struct bench_opts *o, struct bench_result *r, struct pl_err *err);
 
+/* GPT-2 BPE encode speed: the tokenizer in vocab_dir (encoder.json + vocab.bpe
+ * or vocab.json + merges.txt) encodes the whole of text_path, best of `reps`,
+ * in MB (10^6 bytes) per second on one thread. Errors: those of tok_load and
+ * of reading the file. */
+int bench_tokenizer(const char *vocab_dir, const char *text_path, int reps, double *mb_per_s,
+                    struct pl_err *err);
+
 /* The result as a JSON object (caller frees with pl_free):
  * {"shape": {...}, "blis": {"arch", "threads", "sgemm_gflops"},
  *  "forward": {"tokens_per_s", "gflops", "mfu"}, "train": {"tokens_per_s", "gflops", "mfu"},
