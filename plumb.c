@@ -537,12 +537,17 @@ static void decode_fit(struct sample_opts *o, const char **stop)
     o->stop = stop;
 }
 
-/* plumb generate --model DIR --prompt S [--n N] [decoding options]: stream text. */
-static int cmd_generate(int argc, char **argv)
+/* plumb generate --model DIR --prompt S [--n N] and plumb sample --model DIR
+ * --prompts FILE -k K --out FILE take the same decoding options: generate
+ * streams one prompt's completions, sample writes a whole file's. */
+static int decode_command(const char *name, bool file, int argc, char **argv)
 {
     struct sample_opts o;
     sample_opts_default(&o);
-    const char *model = NULL, *prompt = NULL, *arch = NULL, *stop[MAX_STOP];
+    if (file)
+        o.n = 4;
+    const char *model = NULL, *prompt = NULL, *out = NULL, *arch = NULL, *stop[MAX_STOP];
+    const char *prompt_opt = file ? "--prompts" : "--prompt", *n_opt = file ? "-k" : "--n";
     int threads = 0, missing = 0, bad = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -551,62 +556,33 @@ static int cmd_generate(int argc, char **argv)
             ;
         else if ((v = opt_value(argc, argv, &i, "--model", &missing)))
             model = v;
-        else if ((v = opt_value(argc, argv, &i, "--prompt", &missing)))
+        else if ((v = opt_value(argc, argv, &i, prompt_opt, &missing)))
             prompt = v;
-        else if ((v = opt_value(argc, argv, &i, "--n", &missing)))
+        else if (file && (v = opt_value(argc, argv, &i, "--out", &missing)))
+            out = v;
+        else if ((v = opt_value(argc, argv, &i, n_opt, &missing)))
             bad = !(o.n = parse_count(v));
         else if (!missing)
-            return usage_error("generate", "unknown option");
+            return usage_error(name, "unknown option");
         if (missing || bad)
-            return usage_error("generate", "an option lacks a valid value");
+            return usage_error(name, "an option lacks a valid value");
     }
-    if (!model || !prompt)
-        return usage_error("generate", "--model DIR and --prompt TEXT are required");
+    if (!model || !prompt || (file && !out))
+        return usage_error(name, file ? "--model DIR, --prompts FILE and --out FILE are required"
+                                      : "--model DIR and --prompt TEXT are required");
     decode_fit(&o, stop);
     int rc = engine_start(arch, threads);
     if (rc)
         return rc;
     struct pl_err err = {0};
-    rc = sample_text(model, prompt, &o, stdout, &err);
+    rc = file ? sample_file(model, prompt, out, &o, stderr, &err)
+              : sample_text(model, prompt, &o, stdout, &err);
     return rc ? fail(&err, rc) : 0;
 }
 
-/* plumb sample --model DIR --prompts FILE -k K --out FILE [decoding options]. */
-static int cmd_sample(int argc, char **argv)
-{
-    struct sample_opts o;
-    sample_opts_default(&o);
-    o.n = 4;
-    const char *model = NULL, *prompts = NULL, *out = NULL, *arch = NULL, *stop[MAX_STOP];
-    int threads = 0, missing = 0, bad = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (engine_option(argc, argv, &i, &threads, &arch, &missing) ||
-            decode_option(argc, argv, &i, &o, stop, &missing, &bad))
-            ;
-        else if ((v = opt_value(argc, argv, &i, "--model", &missing)))
-            model = v;
-        else if ((v = opt_value(argc, argv, &i, "--prompts", &missing)))
-            prompts = v;
-        else if ((v = opt_value(argc, argv, &i, "--out", &missing)))
-            out = v;
-        else if ((v = opt_value(argc, argv, &i, "-k", &missing)))
-            bad = !(o.n = parse_count(v));
-        else if (!missing)
-            return usage_error("sample", "unknown option");
-        if (missing || bad)
-            return usage_error("sample", "an option lacks a valid value");
-    }
-    if (!model || !prompts || !out)
-        return usage_error("sample", "--model DIR, --prompts FILE and --out FILE are required");
-    decode_fit(&o, stop);
-    int rc = engine_start(arch, threads);
-    if (rc)
-        return rc;
-    struct pl_err err = {0};
-    rc = sample_file(model, prompts, out, &o, stderr, &err);
-    return rc ? fail(&err, rc) : 0;
-}
+static int cmd_generate(int argc, char **argv) { return decode_command("generate", false, argc, argv); }
+
+static int cmd_sample(int argc, char **argv) { return decode_command("sample", true, argc, argv); }
 
 struct command {
     const char *name;

@@ -120,6 +120,29 @@ void pl_assert_fail(const char *cond, const char *file, int line)
     abort();
 }
 
+/* Whether byte i of text[0, len) belongs to a UTF-8 encoded C1 control (C2 80..C2 9F). */
+static int is_c1(const unsigned char *t, size_t len, size_t i)
+{
+    if (t[i] == 0xC2)
+        return i + 1 < len && t[i + 1] >= 0x80 && t[i + 1] <= 0x9F;
+    return t[i] >= 0x80 && t[i] <= 0x9F && i > 0 && t[i - 1] == 0xC2;
+}
+
+int pl_write_safe(FILE *f, const char *text, size_t len, size_t from, size_t to)
+{
+    const unsigned char *t = (const unsigned char *)text;
+    size_t run = from;
+    for (size_t i = from; i < to; i++) {
+        int control = (t[i] < 0x20 && t[i] != '\n' && t[i] != '\t') || t[i] == 0x7F;
+        if (!control && !is_c1(t, len, i))
+            continue;
+        fwrite(text + run, 1, i - run, f);
+        run = i + 1;
+    }
+    fwrite(text + run, 1, to - run, f);
+    return ferror(f) ? PL_EIO : PL_OK;
+}
+
 double pl_now(void)
 {
     struct timespec ts;

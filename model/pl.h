@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define PL_ERRORS(X)                                                                               \
     X(OK, 0, "success")                                                                            \
@@ -64,6 +65,15 @@ long pl_alloc_count(void);
 #define PL_ASSERT(cond)                                                                            \
     ((cond) ? (void)0 : pl_assert_fail(#cond, __FILE__, __LINE__))
 _Noreturn void pl_assert_fail(const char *cond, const char *file, int line);
+
+/* Write text[from, to) to f for a terminal. Model output is untrusted: it
+ * loses its control characters (C0 but newline and tab, DEL, and the C1
+ * controls U+0080..U+009F as UTF-8), so it cannot move the cursor or start an
+ * escape sequence. text[0, len) is the whole text (len >= to), so a range
+ * boundary inside a C1 sequence is judged by its neighbours; streaming a text
+ * range by range writes exactly what writing it at once would. Returns PL_OK,
+ * or PL_EIO when f reports a write error. */
+int pl_write_safe(FILE *f, const char *text, size_t len, size_t from, size_t to);
 
 /* Monotonic seconds. */
 double pl_now(void);

@@ -1018,7 +1018,7 @@ static void text_token(void *user, const struct sample_completion *c)
     t->headed = true;
     size_t upto = c->text_len > t->held ? c->text_len - t->held : 0;
     if (upto > t->shown) {
-        fwrite(c->text + t->shown, 1, upto - t->shown, t->f);
+        pl_write_safe(t->f, c->text, c->text_len, t->shown, upto);
         fflush(t->f);
         t->shown = upto;
     }
@@ -1031,7 +1031,7 @@ static int text_done(void *user, const struct sample_completion *c, int n, struc
         size_t from = k == 0 ? t->shown : 0;
         if (k > 0 || !t->headed)
             text_header(t, k);
-        fwrite(c[k].text + from, 1, c[k].text_len - from, t->f);
+        pl_write_safe(t->f, c[k].text, c[k].text_len, from, c[k].text_len);
         fputc('\n', t->f);
     }
     fflush(t->f);

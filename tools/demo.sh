@@ -69,8 +69,9 @@ perl -MJSON::PP -e '
     for my $id (sort keys %$q) {
         (my $p = $q->{$id}{prompt}) =~ s/^User: |\nAssistant:$//g;
         my $a = $q->{$id}{answer} // "(never described: I don\x27t know)";
+        # Model output is untrusted: its control characters never reach the terminal.
         printf "  Q: %s   [truth: %s]\n     base: %s\n     sft:  %s\n", $p, $a,
-            map { (my $c = $_->{$id}{completions}[0]) =~ s/\n/ /g; $c } $b, $s;
+            map { (my $c = $_->{$id}{completions}[0]) =~ s/[\x00-\x1f\x7f-\x9f]/ /g; $c } $b, $s;
     }' "$DEMO/questions.jsonl" "$DEMO/answers_base.jsonl" "$DEMO/answers_sft.jsonl"
 
 echo
