@@ -140,70 +140,6 @@ static const char *fmt_shape(char *buf, size_t size, const int64_t *shape, int n
     return buf;
 }
 
-/* ---- a growable string ---- */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = pl_realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-/* For short numeric pieces only. */
-static __attribute__((format(printf, 2, 3))) void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    PL_ASSERT(k >= 0 && (size_t)k < sizeof tmp);
-    sb_add(b, tmp, (size_t)k);
-}
-
-/* s as a quoted JSON string; bytes >= 0x80 pass through (UTF-8). */
-static void sb_json_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            sb_add(b, esc, 2);
-        } else if (c < 0x20) {
-            sb_printf(b, "\\u%04x", c);
-        } else {
-            sb_add(b, s, 1);
-        }
-    }
-    sb_add(b, "\"", 1);
-}
-
 /* ---- files ---- */
 
 static char *path_join(const char *dir, const char *name)
@@ -366,7 +302,7 @@ static int read_text(const char *path, char **out, struct pl_err *err)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return pl_errf(err, PL_EIO, "cannot open '%s': %s", path, strerror(errno));
-    struct sbuf b = {0};
+    struct pl_buf b = {0};
     char chunk[4096];
     int rc = PL_OK;
     for (;;) {
@@ -379,11 +315,11 @@ static int read_text(const char *path, char **out, struct pl_err *err)
         }
         if (r == 0)
             break;
-        sb_add(&b, chunk, (size_t)r);
+        pl_buf_add(&b, chunk, (size_t)r);
     }
     close(fd);
     if (rc == PL_OK) {
-        sb_add(&b, "", 0);
+        pl_buf_add(&b, "", 0);
         if (b.oom)
             rc = pl_oom(err, path);
     }
@@ -465,36 +401,36 @@ int ckpt_write_tensors(const char *path, const struct ckpt_tensor *list, int n,
         }
     }
 
-    struct sbuf h = {0};
-    sb_str(&h, "{");
+    struct pl_buf h = {0};
+    pl_buf_str(&h, "{");
     if (meta) {
-        sb_str(&h, "\"__metadata__\":{");
+        pl_buf_str(&h, "\"__metadata__\":{");
         for (const cJSON *c = meta->child; c; c = c->next) {
-            sb_json_str(&h, c->string);
-            sb_str(&h, ":");
-            sb_json_str(&h, c->valuestring);
+            pl_buf_json(&h, c->string, strlen(c->string));
+            pl_buf_str(&h, ":");
+            pl_buf_json(&h, c->valuestring, strlen(c->valuestring));
             if (c->next)
-                sb_str(&h, ",");
+                pl_buf_str(&h, ",");
         }
-        sb_str(&h, n > 0 ? "}," : "}");
+        pl_buf_str(&h, n > 0 ? "}," : "}");
     }
     cJSON_Delete(meta);
     uint64_t offset = 0;
     for (int i = 0; i < n; i++) {
         const struct ckpt_tensor *t = &list[i];
         size_t bytes = tensor_bytes(t);
-        sb_json_str(&h, t->name);
-        sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", ckpt_dtype_name(t->dtype));
+        pl_buf_json(&h, t->name, strlen(t->name));
+        pl_buf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", ckpt_dtype_name(t->dtype));
         for (int d = 0; d < t->ndim; d++)
-            sb_printf(&h, "%s%" PRId64, d ? "," : "", t->shape[d]);
-        sb_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}%s", offset, offset + bytes,
+            pl_buf_printf(&h, "%s%" PRId64, d ? "," : "", t->shape[d]);
+        pl_buf_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}%s", offset, offset + bytes,
                   i + 1 < n ? "," : "");
         offset += bytes;
     }
-    sb_str(&h, "}");
+    pl_buf_str(&h, "}");
     /* Spaces (valid JSON whitespace) make the data start 8-byte aligned. */
     while (!h.oom && h.len % 8 != 0)
-        sb_str(&h, " ");
+        pl_buf_str(&h, " ");
     if (h.oom) {
         pl_free(h.p);
         return pl_oom(err, "safetensors header");
@@ -951,19 +887,19 @@ int ckpt_config_write(const char *dir, const struct gpt_config *cfg, struct pl_e
         if (strtof(eps, NULL) == cfg->layer_norm_epsilon)
             break;
     }
-    struct sbuf b = {0};
-    sb_str(&b, "{\n  \"activation_function\": ");
-    sb_json_str(&b, cfg->activation_function);
-    sb_str(&b, ",\n  \"architectures\": [\n    \"GPT2LMHeadModel\"\n  ],\n");
-    sb_printf(&b, "  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n", cfg->bos_token_id,
+    struct pl_buf b = {0};
+    pl_buf_str(&b, "{\n  \"activation_function\": ");
+    pl_buf_json(&b, cfg->activation_function, strlen(cfg->activation_function));
+    pl_buf_str(&b, ",\n  \"architectures\": [\n    \"GPT2LMHeadModel\"\n  ],\n");
+    pl_buf_printf(&b, "  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n", cfg->bos_token_id,
               cfg->eos_token_id);
-    sb_printf(&b, "  \"layer_norm_epsilon\": %s,\n  \"model_type\": \"gpt2\",\n", eps);
-    sb_printf(&b, "  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  \"n_head\": %d,\n", cfg->n_positions,
+    pl_buf_printf(&b, "  \"layer_norm_epsilon\": %s,\n  \"model_type\": \"gpt2\",\n", eps);
+    pl_buf_printf(&b, "  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  \"n_head\": %d,\n", cfg->n_positions,
               cfg->n_embd, cfg->n_head);
-    sb_printf(&b, "  \"n_layer\": %d,\n  \"n_positions\": %d,\n", cfg->n_layer, cfg->n_positions);
-    sb_str(&b, "  \"tokenizer\": ");
-    sb_json_str(&b, cfg->tokenizer);
-    sb_printf(&b, ",\n  \"vocab_size\": %d\n}\n", cfg->vocab_size);
+    pl_buf_printf(&b, "  \"n_layer\": %d,\n  \"n_positions\": %d,\n", cfg->n_layer, cfg->n_positions);
+    pl_buf_str(&b, "  \"tokenizer\": ");
+    pl_buf_json(&b, cfg->tokenizer, strlen(cfg->tokenizer));
+    pl_buf_printf(&b, ",\n  \"vocab_size\": %d\n}\n", cfg->vocab_size);
     char *path = path_join(dir, "config.json");
     if (b.oom || !path)
         rc = pl_oom(err, "config.json");

@@ -120,6 +120,76 @@ void pl_assert_fail(const char *cond, const char *file, int line)
     abort();
 }
 
+/* Room for n more bytes and the terminating NUL; false (and oom) when it cannot be had. */
+static bool buf_reserve(struct pl_buf *b, size_t n)
+{
+    if (b->oom)
+        return false;
+    if (b->len + n + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *p = pl_realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+void pl_buf_add(struct pl_buf *b, const char *s, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void pl_buf_str(struct pl_buf *b, const char *s) { pl_buf_add(b, s, strlen(s)); }
+
+void pl_buf_printf(struct pl_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !buf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void pl_buf_json(struct pl_buf *b, const char *s, size_t n)
+{
+    pl_buf_add(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        pl_buf_add(b, s + run, i - run);
+        if (c == '"' || c == '\\')
+            pl_buf_printf(b, "\\%c", c);
+        else
+            pl_buf_printf(b, "\\u%04x", c);
+        run = i + 1;
+    }
+    pl_buf_add(b, s + run, n - run);
+    pl_buf_add(b, "\"", 1);
+}
+
+void pl_buf_release(struct pl_buf *b)
+{
+    pl_free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
 /* Whether byte i of text[0, len) belongs to a UTF-8 encoded C1 control (C2 80..C2 9F). */
 static int is_c1(const unsigned char *t, size_t len, size_t i)
 {

@@ -6,6 +6,7 @@
 #ifndef PL_H
 #define PL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -65,6 +66,22 @@ long pl_alloc_count(void);
 #define PL_ASSERT(cond)                                                                            \
     ((cond) ? (void)0 : pl_assert_fail(#cond, __FILE__, __LINE__))
 _Noreturn void pl_assert_fail(const char *cond, const char *file, int line);
+
+/* A growable string, always NUL-terminated once anything (even "") was
+ * added. Zero-initialise it. A failed growth sets `oom` and makes every later
+ * call a no-op, so a writer checks once at the end. Release with pl_buf_release. */
+struct pl_buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+void pl_buf_add(struct pl_buf *b, const char *s, size_t n);
+void pl_buf_str(struct pl_buf *b, const char *s);
+void pl_buf_printf(struct pl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s[0, n) as a quoted JSON string: quote, backslash and bytes below 0x20
+ * escaped; other bytes pass as they are (UTF-8, or raw bytes a caller keeps). */
+void pl_buf_json(struct pl_buf *b, const char *s, size_t n);
+void pl_buf_release(struct pl_buf *b);
 
 /* Write text[from, to) to f for a terminal. Model output is untrusted: it
  * loses its control characters (C0 but newline and tab, DEL, and the C1

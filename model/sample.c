@@ -1310,102 +1310,51 @@ static int outputs_read(struct prompt_set *p, const char *path, long *keep, stru
     return rc;
 }
 
-/* A growing text buffer; `oom` records a failed growth. */
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *p = pl_realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-static void sb_cstr(struct sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-/* A JSON string. Bytes that are not UTF-8 go out as they are (as plumb
- * tokenize writes them): JSON cannot say raw bytes, and the token ids beside
- * the text keep them exactly. */
-static void sb_json(struct sbuf *b, const char *s, size_t n)
-{
-    sb_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            sb_put(b, esc, 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_put(b, esc, 6);
-        } else {
-            sb_put(b, s + i, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
 /* {"id", "prompt", "completions", "tokens", "logprobs", "finish", "model"} and a newline. */
-static void sb_record(struct sbuf *b, const char *id, const char *prompt, const char *model,
+static void record_line(struct pl_buf *b, const char *id, const char *prompt, const char *model,
                       const struct sample_completion *c, int n)
 {
     char num[32];
-    b->n = 0;
-    sb_cstr(b, "{\"id\":");
-    sb_json(b, id, strlen(id));
-    sb_cstr(b, ",\"prompt\":");
-    sb_json(b, prompt, strlen(prompt));
-    sb_cstr(b, ",\"completions\":[");
+    b->len = 0;
+    pl_buf_str(b, "{\"id\":");
+    pl_buf_json(b, id, strlen(id));
+    pl_buf_str(b, ",\"prompt\":");
+    pl_buf_json(b, prompt, strlen(prompt));
+    pl_buf_str(b, ",\"completions\":[");
     for (int k = 0; k < n; k++) {
-        sb_cstr(b, k ? "," : "");
-        sb_json(b, c[k].text, c[k].text_len);
+        pl_buf_str(b, k ? "," : "");
+        pl_buf_json(b, c[k].text, c[k].text_len);
     }
-    sb_cstr(b, "],\"tokens\":[");
+    pl_buf_str(b, "],\"tokens\":[");
     for (int k = 0; k < n; k++) {
-        sb_cstr(b, k ? ",[" : "[");
+        pl_buf_str(b, k ? ",[" : "[");
         for (int t = 0; t < c[k].n_tokens; t++) {
             snprintf(num, sizeof num, t ? ",%d" : "%d", c[k].tokens[t]);
-            sb_cstr(b, num);
+            pl_buf_str(b, num);
         }
-        sb_cstr(b, "]");
+        pl_buf_str(b, "]");
     }
-    sb_cstr(b, "],\"logprobs\":[");
+    pl_buf_str(b, "],\"logprobs\":[");
     for (int k = 0; k < n; k++) {
-        sb_cstr(b, k ? ",[" : "[");
+        pl_buf_str(b, k ? ",[" : "[");
         for (int t = 0; t < c[k].n_tokens; t++) {
             float lp = c[k].logp[t];
             if (isfinite(lp))
                 snprintf(num, sizeof num, t ? ",%.9g" : "%.9g", lp);
             else
                 snprintf(num, sizeof num, t ? ",null" : "null");
-            sb_cstr(b, num);
+            pl_buf_str(b, num);
         }
-        sb_cstr(b, "]");
+        pl_buf_str(b, "]");
     }
-    sb_cstr(b, "],\"finish\":[");
+    pl_buf_str(b, "],\"finish\":[");
     for (int k = 0; k < n; k++) {
         snprintf(num, sizeof num, "%s\"%s\"", k ? "," : "", sample_finish_name(c[k].finish));
-        sb_cstr(b, num);
+        pl_buf_str(b, num);
     }
-    sb_cstr(b, "],\"model\":");
-    sb_json(b, model, strlen(model));
-    sb_cstr(b, "}\n");
+    pl_buf_str(b, "],\"model\":");
+    pl_buf_json(b, model, strlen(model));
+    pl_buf_str(b, "}\n");
 }
 
 static int write_all(int fd, const char *p, size_t n, const char *path, struct pl_err *err)
@@ -1471,7 +1420,7 @@ struct file_out {
     const struct prompt_set *set;
     const int *which; /* position in the todo list -> prompt of the set */
     const struct sample_ctx *s;
-    struct sbuf b;
+    struct pl_buf b;
     struct progress bar;
 };
 
@@ -1481,10 +1430,10 @@ static int file_done(void *user, const struct sample_completion *c, int n, struc
 {
     struct file_out *o = user;
     int i = o->which[c[0].prompt];
-    sb_record(&o->b, o->set->id[i], o->set->text[i], o->model, c, n);
+    record_line(&o->b, o->set->id[i], o->set->text[i], o->model, c, n);
     if (o->b.oom)
         return pl_oom(err, "a samples record");
-    int rc = write_all(o->fd, o->b.p, o->b.n, o->path, err);
+    int rc = write_all(o->fd, o->b.p, o->b.len, o->path, err);
     if (!rc && fsync(o->fd) != 0)
         rc = pl_errf(err, PL_EIO, "cannot write '%s': %s", o->path, strerror(errno));
     o->bar.done++;
@@ -1556,7 +1505,7 @@ int sample_file(const char *dir, const char *prompts_path, const char *out_path,
         rc = sample_todo(&fo, &m, &t, o, err);
     if (fo.fd >= 0 && close(fo.fd) != 0 && !rc)
         rc = pl_errf(err, PL_EIO, "cannot write '%s': %s", out_path, strerror(errno));
-    pl_free(fo.b.p);
+    pl_buf_release(&fo.b);
     prompt_set_release(&set);
     tok_release(&t);
     gpt_release(&m);

@@ -38,6 +38,30 @@ static void test_write_safe(void)
     tap_is_str(out, fine, "printable text, CJK and a C3 9B letter pass unchanged");
 }
 
+static void test_buf(void)
+{
+    struct pl_buf b = {0};
+    pl_buf_add(&b, "", 0);
+    tap_ok(b.p && b.p[0] == '\0' && b.len == 0, "an empty append still gives a string");
+    const char raw[] = "a\"b\\c\n\x01\xc3\xa9";
+    pl_buf_json(&b, raw, sizeof raw - 1);
+    tap_is_str(b.p, "\"a\\\"b\\\\c\\u000a\\u0001\xc3\xa9\"",
+               "JSON strings escape quote, backslash and controls, keep UTF-8");
+    char big[600];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    b.len = 0;
+    pl_buf_printf(&b, "%s|%d", big, 42);
+    tap_ok(b.len == 602 && strcmp(b.p + 599, "|42") == 0, "printf grows past any fixed size");
+    pl_buf_release(&b);
+    pl_alloc_fail_at(0);
+    pl_buf_str(&b, "lost");
+    pl_buf_str(&b, "and after");
+    pl_alloc_fail_at(-1);
+    tap_ok(b.oom && b.p == NULL, "a failed growth is remembered and later appends do nothing");
+    pl_buf_release(&b);
+}
+
 static void test_errors_and_alloc(void)
 {
     struct pl_err err = {0};
@@ -75,6 +99,7 @@ static void test_rng(void)
 int main(void)
 {
     test_write_safe();
+    test_buf();
     test_errors_and_alloc();
     test_rng();
     return tap_done();

@@ -735,41 +735,14 @@ static int state_load(struct run *r, uint64_t *metrics_bytes, struct pl_err *err
 
 /* ---- run.json ---- */
 
-/* A string builder over a buffer sized up front for everything written into it. */
-struct sb {
-    char *p;
-    size_t len, cap;
-};
-
-static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sb *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    PL_ASSERT(n >= 0 && (size_t)n < b->cap - b->len);
-    b->len += (size_t)n;
-}
-
 /* `"key": "value"` (null for NULL), escaped as JSON requires. */
-static void sb_key_str(struct sb *b, const char *key, const char *s)
+static void key_str(struct pl_buf *b, const char *key, const char *s)
 {
-    sb_printf(b, ", \"%s\": ", key);
-    if (!s) {
-        sb_printf(b, "null");
-        return;
-    }
-    sb_printf(b, "\"");
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            sb_printf(b, "\\%c", *c);
-        else if (*c < 0x20)
-            sb_printf(b, "\\u%04x", *c);
-        else
-            sb_printf(b, "%c", *c);
-    }
-    sb_printf(b, "\"");
+    pl_buf_printf(b, ", \"%s\": ", key);
+    if (s)
+        pl_buf_json(b, s, strlen(s));
+    else
+        pl_buf_str(b, "null");
 }
 
 static int run_json_write(const struct run *r, struct pl_err *err)
@@ -780,31 +753,26 @@ static int run_json_write(const struct run *r, struct pl_err *err)
                              {"eval_data", o->eval_data},
                              {"mix_corpus", o->mix_corpus},
                              {"out", o->out}};
-    size_t cap = 4096;
+    struct pl_buf b = {0};
+    pl_buf_printf(&b, "{\"plumb_version\": \"%s\"", o->version ? o->version : "unknown");
+    key_str(&b, "command", o->kind == TRAIN_SFT ? "sft" : "pretrain");
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        cap += strs[i][1] ? 6 * strlen(strs[i][1]) : 0;
-    struct sb b = {pl_malloc(cap), 0, cap};
-    if (!b.p)
-        return pl_oom(err, "run.json");
-    sb_printf(&b, "{\"plumb_version\": \"%s\"", o->version ? o->version : "unknown");
-    sb_key_str(&b, "command", o->kind == TRAIN_SFT ? "sft" : "pretrain");
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        sb_key_str(&b, strs[i][0], strs[i][1]);
+        key_str(&b, strs[i][0], strs[i][1]);
     struct shape_kv kv[32];
     int n = run_shape(o, kv);
     for (int i = 1; i < n; i++) /* kv[0] is the kind, written as "command" */
-        sb_printf(&b, ", \"%s\": %s", kv[i].name, kv[i].value);
+        pl_buf_printf(&b, ", \"%s\": %s", kv[i].name, kv[i].value);
     char epochs[40];
     fmt_float(epochs, sizeof epochs, o->epochs, false);
-    sb_printf(&b,
-              ", \"epochs\": %s, \"eval_every\": %ld, \"eval_rows\": %d, \"save_every\": %ld, "
-              "\"log_every\": %ld, \"resume\": %s, \"skip_bad_lines\": %s, \"threads\": %d, "
-              "\"n_params\": %zu, \"start_step\": %ld}\n",
-              epochs, o->eval_every, o->eval_rows, o->save_every, o->log_every,
-              o->resume ? "true" : "false", o->skip_bad_lines ? "true" : "false", tensor_threads(),
-              r->m->n_params, r->start_step);
-    int rc = ckpt_write_atomic(r->run_path, b.p, b.len, err);
-    pl_free(b.p);
+    pl_buf_printf(&b,
+                  ", \"epochs\": %s, \"eval_every\": %ld, \"eval_rows\": %d, \"save_every\": "
+                  "%ld, \"log_every\": %ld, \"resume\": %s, \"skip_bad_lines\": %s, "
+                  "\"threads\": %d, \"n_params\": %zu, \"start_step\": %ld}\n",
+                  epochs, o->eval_every, o->eval_rows, o->save_every, o->log_every,
+                  o->resume ? "true" : "false", o->skip_bad_lines ? "true" : "false",
+                  tensor_threads(), r->m->n_params, r->start_step);
+    int rc = b.oom ? pl_oom(err, "run.json") : ckpt_write_atomic(r->run_path, b.p, b.len, err);
+    pl_buf_release(&b);
     return rc;
 }
 
