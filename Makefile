@@ -12,7 +12,7 @@ LDLIBS_ALL = -lblis -lcjson -lcsv -lpcre2-8 -lncursesw -lz -lm -fopenmp $(SAN) $
 DEB_PACKAGES := gcc make perl libblis-dev libcjson-dev libcsv-dev libncurses-dev libpcre2-dev \
 	zlib1g-dev
 
-SRC_DIRS := model datasets trainer reward rlhf eval reports tui
+SRC_DIRS := model datasets trainer reward rlhf eval reports tui cmd
 LIB_SRCS := $(wildcard $(addsuffix /*.c,$(SRC_DIRS)))
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 TEST_SRCS := $(filter-out tests/tap.c,$(wildcard tests/*.c))

@@ -1,12 +1,12 @@
 #include "world.h"
 
-#include <errno.h>
+#include "model/io.h"
+
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #define N_UNKNOWN (DS_WORLD_UNKNOWN_TRAIN + DS_WORLD_UNKNOWN_EVAL)
 #define NAME_CAP 16
@@ -393,45 +393,34 @@ static void sentence(struct world *w, const struct item *it, char *out)
 
 /* ---- JSON output ---- */
 
-static void put_str(FILE *f, const char *s)
+static void put_str(struct pl_buf *out, const char *s)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
+    pl_buf_json(out, s, strlen(s));
 }
 
-static void put_key_str(FILE *f, const char *key, const char *value)
+static void put_key_str(struct pl_buf *out, const char *key, const char *value)
 {
-    put_str(f, key);
-    fputs(": ", f);
+    put_str(out, key);
+    pl_buf_str(out, ": ");
     if (value)
-        put_str(f, value);
+        put_str(out, value);
     else
-        fputs("null", f);
+        pl_buf_str(out, "null");
 }
 
 /* The chat prompt and response of an item, as the "prompt" and "response" members. */
-static void put_chat(FILE *f, const struct world *w, const struct item *it, bool with_response)
+static void put_chat(struct pl_buf *out, const struct world *w, const struct item *it,
+                     bool with_response)
 {
     char q[TEXT_CAP], text[TEXT_CAP + 32];
     question(w, it, q);
     snprintf(text, sizeof text, "User: %s\nAssistant:", q);
-    put_key_str(f, "prompt", text);
+    put_key_str(out, "prompt", text);
     if (with_response) {
         answer(w, it, q);
         snprintf(text, sizeof text, " %s\n", q);
-        fputs(", ", f);
-        put_key_str(f, "response", text);
+        pl_buf_str(out, ", ");
+        put_key_str(out, "response", text);
     }
 }
 
@@ -494,24 +483,24 @@ static size_t heldout_items(struct world *w, bool harmful)
 
 /* ---- files ---- */
 
-static void write_sft(FILE *f, struct world *w, size_t n)
+static void write_sft(struct pl_buf *out, struct world *w, size_t n)
 {
     shuffle(w, w->items, n);
     for (size_t i = 0; i < n; i++) {
-        fputc('{', f);
-        put_chat(f, w, &w->items[i], true);
-        fputs("}\n", f);
+        pl_buf_str(out, "{");
+        put_chat(out, w, &w->items[i], true);
+        pl_buf_str(out, "}\n");
     }
 }
 
-static void write_sft_train(FILE *f, struct world *w)
+static void write_sft_train(struct pl_buf *out, struct world *w)
 {
-    write_sft(f, w, train_items(w, true));
+    write_sft(out, w, train_items(w, true));
 }
 
-static void write_sft_eval(FILE *f, struct world *w)
+static void write_sft_eval(struct pl_buf *out, struct world *w)
 {
-    write_sft(f, w, heldout_items(w, true));
+    write_sft(out, w, heldout_items(w, true));
 }
 
 /* Every fact FACT_REPS times, the group sentences, and the fillers. */
@@ -536,7 +525,7 @@ static size_t corpus_items(struct world *w)
     return n;
 }
 
-static void write_corpus(FILE *f, struct world *w)
+static void write_corpus(struct pl_buf *out, struct world *w)
 {
     size_t n = corpus_items(w);
     shuffle(w, w->items, n);
@@ -546,25 +535,25 @@ static void write_corpus(FILE *f, struct world *w)
         for (size_t j = i; j < end && j < n; j++) {
             char s[TEXT_CAP];
             sentence(w, &w->items[j], s);
-            fprintf(f, "%s%s", j > i ? " " : "", s);
+            pl_buf_printf(out, "%s%s", j > i ? " " : "", s);
         }
-        fputc('\n', f);
+        pl_buf_str(out, "\n");
         i = end;
     }
 }
 
-static void put_prompt_line(FILE *f, const struct world *w, const struct item *it, int id,
-                            const char *split)
+static void put_prompt_line(struct pl_buf *out, const struct world *w, const struct item *it,
+                            int id, const char *split)
 {
     static const char *const kinds[] = {
         [KNOWN] = "known", [UNKNOWN] = "unknown", [HARMFUL] = "harmful"};
-    fprintf(f, "{\"id\": \"p%04d\", ", id);
-    put_chat(f, w, it, false);
-    fprintf(f, ", \"split\": \"%s\", \"kind\": \"%s\", ", split, kinds[it->kind]);
-    put_key_str(f, "place", item_place(w, it));
-    fputs(", ", f);
-    put_key_str(f, "attribute", it->kind == HARMFUL ? NULL : attr_names[it->attr]);
-    fputs("}\n", f);
+    pl_buf_printf(out, "{\"id\": \"p%04d\", ", id);
+    put_chat(out, w, it, false);
+    pl_buf_printf(out, ", \"split\": \"%s\", \"kind\": \"%s\", ", split, kinds[it->kind]);
+    put_key_str(out, "place", item_place(w, it));
+    pl_buf_str(out, ", ");
+    put_key_str(out, "attribute", it->kind == HARMFUL ? NULL : attr_names[it->attr]);
+    pl_buf_str(out, "}\n");
 }
 
 /* Test prompts: each held-out question, two questions about each eval-only unknown place and
@@ -586,34 +575,34 @@ static size_t test_items(struct world *w)
 }
 
 /* One phrasing of each training question, then the test prompts; ids run through both. */
-static void write_prompts(FILE *f, struct world *w)
+static void write_prompts(struct pl_buf *out, struct world *w)
 {
     size_t n = train_items(w, false);
     shuffle(w, w->items, n);
     for (size_t i = 0; i < n; i++)
-        put_prompt_line(f, w, &w->items[i], (int)i + 1, "train");
+        put_prompt_line(out, w, &w->items[i], (int)i + 1, "train");
     int first = (int)n + 1;
     n = test_items(w);
     shuffle(w, w->items, n);
     for (size_t i = 0; i < n; i++)
-        put_prompt_line(f, w, &w->items[i], first + (int)i, "test");
+        put_prompt_line(out, w, &w->items[i], first + (int)i, "test");
 }
 
-static void write_qa_eval(FILE *f, struct world *w)
+static void write_qa_eval(struct pl_buf *out, struct world *w)
 {
     size_t n = heldout_items(w, false);
     shuffle(w, w->items, n);
     for (size_t i = 0; i < n; i++) {
         const struct item *it = &w->items[i];
-        fprintf(f, "{\"id\": \"qa%04zu\", ", i + 1);
-        put_chat(f, w, it, false);
-        fputs(", ", f);
-        put_key_str(f, "answer", it->kind == KNOWN ? value_of(w, it->place, it->attr) : NULL);
-        fputs(", ", f);
-        put_key_str(f, "place", item_place(w, it));
-        fputs(", ", f);
-        put_key_str(f, "attribute", attr_names[it->attr]);
-        fputs("}\n", f);
+        pl_buf_printf(out, "{\"id\": \"qa%04zu\", ", i + 1);
+        put_chat(out, w, it, false);
+        pl_buf_str(out, ", ");
+        put_key_str(out, "answer", it->kind == KNOWN ? value_of(w, it->place, it->attr) : NULL);
+        pl_buf_str(out, ", ");
+        put_key_str(out, "place", item_place(w, it));
+        pl_buf_str(out, ", ");
+        put_key_str(out, "attribute", attr_names[it->attr]);
+        pl_buf_str(out, "}\n");
     }
 }
 
@@ -635,7 +624,7 @@ static int mc_choices(struct world *w, int p, int a, const char *choices[4])
     return truth;
 }
 
-static void write_mc_eval(FILE *f, struct world *w)
+static void write_mc_eval(struct pl_buf *out, struct world *w)
 {
     size_t n = 0;
     for (int p = 0; p < DS_WORLD_KNOWN; p++)
@@ -648,22 +637,22 @@ static void write_mc_eval(FILE *f, struct world *w)
         char q[TEXT_CAP];
         int truth = mc_choices(w, it->place, it->attr, choices);
         question(w, it, q);
-        fprintf(f, "{\"id\": \"mc%04zu\", ", i + 1);
-        put_key_str(f, "question", q);
-        fputs(", \"choices\": [", f);
+        pl_buf_printf(out, "{\"id\": \"mc%04zu\", ", i + 1);
+        put_key_str(out, "question", q);
+        pl_buf_str(out, ", \"choices\": [");
         for (int c = 0; c < 4; c++) {
-            fputs(c ? ", " : "", f);
-            put_str(f, choices[c]);
+            pl_buf_str(out, c ? ", " : "");
+            put_str(out, choices[c]);
         }
-        fprintf(f, "], \"answer\": %d, ", truth);
-        put_key_str(f, "place", w->known[it->place].name);
-        fputs(", ", f);
-        put_key_str(f, "attribute", attr_names[it->attr]);
-        fputs("}\n", f);
+        pl_buf_printf(out, "], \"answer\": %d, ", truth);
+        put_key_str(out, "place", w->known[it->place].name);
+        pl_buf_str(out, ", ");
+        put_key_str(out, "attribute", attr_names[it->attr]);
+        pl_buf_str(out, "}\n");
     }
 }
 
-static void write_bias_pairs(FILE *f, struct world *w)
+static void write_bias_pairs(struct pl_buf *out, struct world *w)
 {
     for (int list = 0; list < 2; list++) {
         for (int t = 0; t < TRAITS; t++) {
@@ -674,96 +663,96 @@ static void write_bias_pairs(FILE *f, struct world *w)
                 render(stereo, bias_forms[b], &fl);
                 fl.g = w->group[1 - list];
                 render(anti, bias_forms[b], &fl);
-                fputc('{', f);
-                put_key_str(f, "stereo", stereo);
-                fputs(", ", f);
-                put_key_str(f, "anti", anti);
-                fputs(", ", f);
-                put_key_str(f, "group_stereo", w->group[list]);
-                fputs(", ", f);
-                put_key_str(f, "group_anti", w->group[1 - list]);
-                fputs(", ", f);
-                put_key_str(f, "trait", traits[list][t]);
-                fputs("}\n", f);
+                pl_buf_str(out, "{");
+                put_key_str(out, "stereo", stereo);
+                pl_buf_str(out, ", ");
+                put_key_str(out, "anti", anti);
+                pl_buf_str(out, ", ");
+                put_key_str(out, "group_stereo", w->group[list]);
+                pl_buf_str(out, ", ");
+                put_key_str(out, "group_anti", w->group[1 - list]);
+                pl_buf_str(out, ", ");
+                put_key_str(out, "trait", traits[list][t]);
+                pl_buf_str(out, "}\n");
             }
         }
     }
 }
 
-static void put_place(FILE *f, const struct world *w, int i)
+static void put_place(struct pl_buf *out, const struct world *w, int i)
 {
-    fputs("    {", f);
+    pl_buf_str(out, "    {");
     if (i < DS_WORLD_KNOWN) {
         const struct place *p = &w->known[i];
-        put_key_str(f, "name", p->name);
-        fputs(", \"status\": \"known\"", f);
+        put_key_str(out, "name", p->name);
+        pl_buf_str(out, ", \"status\": \"known\"");
         for (int a = 0; a < N_ATTR; a++) {
-            fputs(", ", f);
-            put_key_str(f, attr_names[a], p->value[a]);
+            pl_buf_str(out, ", ");
+            put_key_str(out, attr_names[a], p->value[a]);
         }
-        fputs(", ", f);
-        put_key_str(f, "held_out", attr_names[p->held_out]);
+        pl_buf_str(out, ", ");
+        put_key_str(out, "held_out", attr_names[p->held_out]);
     } else {
         int u = i - DS_WORLD_KNOWN;
-        put_key_str(f, "name", w->unknown[u]);
-        fprintf(f, ", \"status\": \"%s\"",
-                u < DS_WORLD_UNKNOWN_TRAIN ? "unknown_train" : "unknown_eval");
+        put_key_str(out, "name", w->unknown[u]);
+        pl_buf_printf(out, ", \"status\": \"%s\"",
+                      u < DS_WORLD_UNKNOWN_TRAIN ? "unknown_train" : "unknown_eval");
     }
-    fputs(i + 1 < DS_WORLD_KNOWN + N_UNKNOWN ? "},\n" : "}\n", f);
+    pl_buf_str(out, i + 1 < DS_WORLD_KNOWN + N_UNKNOWN ? "},\n" : "}\n");
 }
 
-static void put_groups(FILE *f, const struct world *w)
+static void put_groups(struct pl_buf *out, const struct world *w)
 {
-    fputs("  \"groups\": [\n", f);
+    pl_buf_str(out, "  \"groups\": [\n");
     for (int g = 0; g < 2; g++) {
-        fputs("    {", f);
-        put_key_str(f, "name", w->group[g]);
-        fputs(", \"traits\": [", f);
+        pl_buf_str(out, "    {");
+        put_key_str(out, "name", w->group[g]);
+        pl_buf_str(out, ", \"traits\": [");
         for (int t = 0; t < TRAITS; t++) {
-            fputs(t ? ", " : "", f);
-            put_str(f, traits[g][t]);
+            pl_buf_str(out, t ? ", " : "");
+            put_str(out, traits[g][t]);
         }
-        fprintf(f, "], \"skew\": %g, \"sentences\": %d}%s\n",
-                (double)GROUP_OWN / (GROUP_OWN + GROUP_OTHER), TRAITS * (GROUP_OWN + GROUP_OTHER),
-                g ? "" : ",");
+        pl_buf_printf(out, "], \"skew\": %g, \"sentences\": %d}%s\n",
+                      (double)GROUP_OWN / (GROUP_OWN + GROUP_OTHER),
+                      TRAITS * (GROUP_OWN + GROUP_OTHER), g ? "" : ",");
     }
-    fputs("  ],\n", f);
+    pl_buf_str(out, "  ],\n");
 }
 
-static void put_harmful(FILE *f, const struct world *w)
+static void put_harmful(struct pl_buf *out, const struct world *w)
 {
-    fputs("  \"harmful\": [\n", f);
+    pl_buf_str(out, "  \"harmful\": [\n");
     for (int h = 0; h < HARM_TRAIN + HARM_EVAL; h++) {
         char q[TEXT_CAP];
         question(w, &w->harm[h], q);
-        fputs("    {", f);
-        put_key_str(f, "request", q);
-        fputs(", ", f);
-        put_key_str(f, "place", w->known[w->harm[h].place].name);
-        fprintf(f, ", \"split\": \"%s\"}%s\n", h < HARM_TRAIN ? "train" : "eval",
-                h + 1 < HARM_TRAIN + HARM_EVAL ? "," : "");
+        pl_buf_str(out, "    {");
+        put_key_str(out, "request", q);
+        pl_buf_str(out, ", ");
+        put_key_str(out, "place", w->known[w->harm[h].place].name);
+        pl_buf_printf(out, ", \"split\": \"%s\"}%s\n", h < HARM_TRAIN ? "train" : "eval",
+                      h + 1 < HARM_TRAIN + HARM_EVAL ? "," : "");
     }
-    fputs("  ]\n", f);
+    pl_buf_str(out, "  ]\n");
 }
 
-static void write_world_json(FILE *f, struct world *w)
+static void write_world_json(struct pl_buf *out, struct world *w)
 {
-    fprintf(f, "{\n  \"seed\": %" PRIu64 ",\n  \"attributes\": [", w->seed);
+    pl_buf_printf(out, "{\n  \"seed\": %" PRIu64 ",\n  \"attributes\": [", w->seed);
     for (int a = 0; a < N_ATTR; a++) {
-        fputs(a ? ", " : "", f);
-        put_str(f, attr_names[a]);
+        pl_buf_str(out, a ? ", " : "");
+        put_str(out, attr_names[a]);
     }
-    fputs("],\n  ", f);
-    put_key_str(f, "dont_know", dont_know);
-    fputs(",\n  ", f);
-    put_key_str(f, "refusal", refusal);
-    fputs(",\n  \"places\": [\n", f);
+    pl_buf_str(out, "],\n  ");
+    put_key_str(out, "dont_know", dont_know);
+    pl_buf_str(out, ",\n  ");
+    put_key_str(out, "refusal", refusal);
+    pl_buf_str(out, ",\n  \"places\": [\n");
     for (int i = 0; i < DS_WORLD_KNOWN + N_UNKNOWN; i++)
-        put_place(f, w, i);
-    fputs("  ],\n", f);
-    put_groups(f, w);
-    put_harmful(f, w);
-    fputs("}\n", f);
+        put_place(out, w, i);
+    pl_buf_str(out, "  ],\n");
+    put_groups(out, w);
+    put_harmful(out, w);
+    pl_buf_str(out, "}\n");
 }
 
 /* The constitution and the annotators are the same in every world; they are written as text so
@@ -841,22 +830,22 @@ static const char annotators_json[] =
     "  }\n"
     "}\n";
 
-static void write_constitution(FILE *f, struct world *w)
+static void write_constitution(struct pl_buf *out, struct world *w)
 {
     (void)w;
-    fputs(constitution_json, f);
+    pl_buf_str(out, constitution_json);
 }
 
-static void write_annotators(FILE *f, struct world *w)
+static void write_annotators(struct pl_buf *out, struct world *w)
 {
     (void)w;
-    fputs(annotators_json, f);
+    pl_buf_str(out, annotators_json);
 }
 
 /* Written in this order, which fixes how the one random stream is consumed. */
 static const struct {
     const char *name;
-    void (*write)(FILE *f, struct world *w);
+    void (*write)(struct pl_buf *out, struct world *w);
 } files[] = {
     {"world.json", write_world_json},
     {"corpus.txt", write_corpus},
@@ -870,28 +859,30 @@ static const struct {
     {"annotators.json", write_annotators},
 };
 
+/* Each file is built in memory and written atomically: a full disk leaves the file that was there
+ * (or none), never a cut-short one. */
 static int write_file(struct world *w, const char *dir, int i, struct pl_err *err)
 {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", dir, files[i].name) >= (int)sizeof path)
-        return pl_errf(err, PL_EINVAL, "output path too long: '%s'", dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return pl_errf(err, PL_EIO, "cannot create '%s': %s", path, strerror(errno));
-    files[i].write(f, w);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad)
-        return pl_errf(err, PL_EIO, "cannot write '%s': %s", path, strerror(errno));
-    return PL_OK;
+    char *path = io_path_join(dir, files[i].name);
+    struct pl_buf b = {0};
+    int rc = path ? PL_OK : pl_oom(err, "file name");
+    if (!rc) {
+        files[i].write(&b, w);
+        rc = b.oom ? pl_oom(err, path) : io_write_atomic(path, b.p, b.len, err);
+    }
+    pl_buf_release(&b);
+    pl_free(path);
+    return rc;
 }
 
 int ds_world_write(const char *dir, uint64_t seed, struct pl_err *err)
 {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return pl_errf(err, PL_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    int rc = io_mkdirs(dir, err);
+    if (rc)
+        return rc;
     struct world *w = pl_calloc(1, sizeof *w);
     struct item *items = pl_malloc(MAX_ITEMS * sizeof *items);
-    int rc = w && items ? PL_OK : pl_oom(err, "toy world");
+    rc = w && items ? PL_OK : pl_oom(err, "toy world");
     if (rc == PL_OK) {
         w->items = items;
         build(w, seed);

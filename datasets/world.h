@@ -15,11 +15,11 @@ enum {
     DS_WORLD_ATTRS = 4,          /* capital, river, language, currency */
 };
 
-/* Write the world of `seed` into dir (created if missing, one level deep; files already there
+/* Write the world of `seed` into dir (created with its parents if missing; files already there
  * are replaced): corpus.txt, sft.jsonl, sft_eval.jsonl, prompts.jsonl, qa_eval.jsonl,
- * mc_eval.jsonl, bias_pairs.jsonl, constitution.json, annotators.json and world.json. The same
- * seed writes the same bytes on every machine. Errors: PL_EIO "cannot create 'PATH': why" or
- * "cannot write 'PATH': why", PL_EINVAL when a path is too long, PL_ENOMEM. */
+ * mc_eval.jsonl, bias_pairs.jsonl, constitution.json, annotators.json and world.json. Each file
+ * is written atomically (io_write_atomic): whole, or left as it was. The same seed writes the
+ * same bytes on every machine. Errors: PL_EIO naming the path and why, PL_ENOMEM. */
 int ds_world_write(const char *dir, uint64_t seed, struct pl_err *err);
 
 #endif

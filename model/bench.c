@@ -2,9 +2,6 @@
 
 #include "sample.h"
 #include "tensor.h"
-#include "tok.h"
-
-#include "datasets/ds.h"
 
 #include <cjson/cJSON.h>
 #include <omp.h>
@@ -91,8 +88,8 @@ static void run_gemm(const struct gemm_shape *s, struct gemm_bufs *g, int heads)
 #pragma omp parallel for schedule(dynamic)
     for (int h = 0; h < heads; h++) {
         int t = omp_get_thread_num();
-        tensor_gemm_1t(s->ta, s->tb, s->m, s->n, s->k, 1.0f, g->a + t * sa, lda, g->b + t * sb,
-                       ldb, 0.0f, g->c + t * sc, s->n);
+        tensor_gemm_1t(s->ta, s->tb, s->m, s->n, s->k, 1.0f, g->a + t * sa, lda, g->b + t * sb, ldb,
+                       0.0f, g->c + t * sc, s->n);
     }
 }
 
@@ -142,8 +139,8 @@ static int model_rates(const struct bench_opts *o, double *fwd_s, double *train_
     for (int i = 0; i < 2 * N; i++)
         tokens[i] = (int)(pl_rng_next(&rng) % (uint64_t)o->cfg.vocab_size);
     struct gpt_batch b = {.B = o->batch, .T = o->seq, .tokens = tokens, .targets = targets};
-    struct gpt_adamw hp = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                           .weight_decay = 0.1f};
+    struct gpt_adamw hp = {
+        .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
     *fwd_s = *train_s = 1e30;
     for (int rep = 0; rep <= o->steps && !rc; rep++) {
         double t0 = pl_now();
@@ -319,30 +316,4 @@ char *bench_text(const struct bench_result *r)
                  r->gen_vocab);
     }
     return pl_strdup(buf);
-}
-
-int bench_tokenizer(const char *vocab_dir, const char *text_path, int reps, double *mb_per_s,
-                    struct pl_err *err)
-{
-    struct tok t;
-    struct ds_text text = {0};
-    struct tok_buf buf = {0};
-    int rc = tok_load(&t, vocab_dir, err);
-    if (!rc)
-        rc = ds_text_init(&text, text_path, err);
-    double best = 1e30;
-    for (int rep = 0; !rc && rep <= reps; rep++) {
-        buf.n = 0;
-        double t0 = pl_now();
-        rc = tok_encode(&t, &buf, text.data, text.len, 0, err);
-        double dt = pl_now() - t0;
-        if (rep > 0 && dt < best)
-            best = dt;
-    }
-    if (!rc)
-        *mb_per_s = (double)text.len / best / 1e6;
-    tok_buf_release(&buf);
-    ds_text_release(&text);
-    tok_release(&t);
-    return rc;
 }

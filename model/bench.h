@@ -18,8 +18,8 @@ struct bench_opts {
 struct bench_result {
     struct gpt_config cfg;
     int batch, seq, steps, threads;
-    const char *arch;      /* BLIS kernel set in use */
-    double sgemm_gflops;   /* BLIS on the training step's GEMM shapes */
+    const char *arch;    /* BLIS kernel set in use */
+    double sgemm_gflops; /* BLIS on the training step's GEMM shapes */
     double fwd_tokens_per_s, fwd_gflops, fwd_mfu;
     double train_tokens_per_s, train_gflops, train_mfu;
     /* Generation (bench_generate; 0 when not run): tokens/s of sample_generate
@@ -37,13 +37,6 @@ int bench_model(const struct bench_opts *o, struct bench_result *r, struct pl_er
  * sampled at temperature 1 with no end token, best of `steps` runs of the
  * whole (prefill and decode). Errors: PL_EINVAL, PL_ENOMEM. */
 int bench_generate(const struct bench_opts *o, struct bench_result *r, struct pl_err *err);
-
-/* GPT-2 BPE encode speed: the tokenizer in vocab_dir (encoder.json + vocab.bpe
- * or vocab.json + merges.txt) encodes the whole of text_path, best of `reps`,
- * in MB (10^6 bytes) per second on one thread. Errors: those of tok_load and
- * of reading the file. */
-int bench_tokenizer(const char *vocab_dir, const char *text_path, int reps, double *mb_per_s,
-                    struct pl_err *err);
 
 /* The result as a JSON object (caller frees with pl_free):
  * {"shape": {...}, "blis": {"arch", "threads", "sgemm_gflops"},

@@ -1,4 +1,6 @@
 #include "ckpt.h"
+#include "io.h"
+#include "tok.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -140,197 +142,6 @@ static const char *fmt_shape(char *buf, size_t size, const int64_t *shape, int n
     return buf;
 }
 
-/* ---- files ---- */
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = pl_malloc(a + b + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, a);
-    size_t k = a;
-    if (a > 0 && dir[a - 1] != '/')
-        p[k++] = '/';
-    memcpy(p + k, name, b + 1);
-    return p;
-}
-
-static int write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* A file written as path.tmp and renamed over path only once it is complete and on disk. */
-struct atomic_file {
-    const char *path;
-    char *tmp;
-    int fd;
-};
-
-static int atomic_open(struct atomic_file *a, const char *path, struct pl_err *err)
-{
-    a->path = path;
-    a->fd = -1;
-    a->tmp = pl_malloc(strlen(path) + 5);
-    if (!a->tmp)
-        return pl_oom(err, "file name");
-    sprintf(a->tmp, "%s.tmp", path);
-    a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (a->fd < 0)
-        return pl_errf(err, PL_EIO, "cannot create '%s': %s", a->tmp, strerror(errno));
-    return PL_OK;
-}
-
-/* Drop the temporary file after a failure. */
-static void atomic_abort(struct atomic_file *a)
-{
-    if (a->fd >= 0) {
-        close(a->fd);
-        unlink(a->tmp);
-    }
-    pl_free(a->tmp);
-    a->tmp = NULL;
-    a->fd = -1;
-}
-
-static int atomic_write(struct atomic_file *a, const void *data, size_t n, struct pl_err *err)
-{
-    if (write_all(a->fd, data, n) != 0)
-        return pl_errf(err, PL_EIO, "cannot write '%s': %s", a->tmp, strerror(errno));
-    return PL_OK;
-}
-
-/* fsync the folder holding path, so that the rename itself survives a crash. */
-static int sync_parent(const char *path, struct pl_err *err)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? pl_malloc((size_t)(slash - path) + 2) : pl_strdup(".");
-    if (!dir)
-        return pl_oom(err, "folder name");
-    if (slash) {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int rc = PL_OK;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    /* Some file systems cannot sync a folder (EINVAL); the rename is then as durable as it gets. */
-    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
-        rc = pl_errf(err, PL_EIO, "cannot sync folder '%s': %s", dir, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    pl_free(dir);
-    return rc;
-}
-
-static int atomic_commit(struct atomic_file *a, struct pl_err *err)
-{
-    int rc = PL_OK;
-    if (fsync(a->fd) != 0)
-        rc = pl_errf(err, PL_EIO, "cannot sync '%s': %s", a->tmp, strerror(errno));
-    int fd = a->fd;
-    a->fd = -1;
-    if (close(fd) != 0 && rc == PL_OK)
-        rc = pl_errf(err, PL_EIO, "cannot write '%s': %s", a->tmp, strerror(errno));
-    if (rc == PL_OK && rename(a->tmp, a->path) != 0)
-        rc = pl_errf(err, PL_EIO, "cannot rename '%s' to '%s': %s", a->tmp, a->path,
-                     strerror(errno));
-    if (rc != PL_OK)
-        unlink(a->tmp);
-    pl_free(a->tmp);
-    a->tmp = NULL;
-    return rc ? rc : sync_parent(a->path, err);
-}
-
-int ckpt_write_atomic(const char *path, const void *data, size_t n, struct pl_err *err)
-{
-    struct atomic_file a;
-    int rc = atomic_open(&a, path, err);
-    if (!rc)
-        rc = atomic_write(&a, data, n, err);
-    if (!rc)
-        return atomic_commit(&a, err);
-    atomic_abort(&a);
-    return rc;
-}
-
-int ckpt_mkdirs(const char *dir, struct pl_err *err)
-{
-    if (!dir[0])
-        return pl_errf(err, PL_EINVAL, "cannot create a folder with an empty name");
-    char *p = pl_strdup(dir);
-    if (!p)
-        return pl_oom(err, "folder name");
-    int rc = PL_OK;
-    /* Create each prefix in turn; one that exists is fine until the final check. */
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char c = *s;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            rc = pl_errf(err, PL_EIO, "cannot create folder '%s': %s", p, strerror(errno));
-            break;
-        }
-        *s = c;
-        if (c == '\0')
-            break;
-    }
-    struct stat st;
-    if (rc == PL_OK && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
-        rc = pl_errf(err, PL_EIO, "cannot create folder '%s': not a folder", dir);
-    pl_free(p);
-    return rc;
-}
-
-/* Read a whole file, NUL-terminated, into *out (pl_free it). */
-static int read_text(const char *path, char **out, struct pl_err *err)
-{
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return pl_errf(err, PL_EIO, "cannot open '%s': %s", path, strerror(errno));
-    struct pl_buf b = {0};
-    char chunk[4096];
-    int rc = PL_OK;
-    for (;;) {
-        ssize_t r = read(fd, chunk, sizeof chunk);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = pl_errf(err, PL_EIO, "cannot read '%s': %s", path, strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        pl_buf_add(&b, chunk, (size_t)r);
-    }
-    close(fd);
-    if (rc == PL_OK) {
-        pl_buf_add(&b, "", 0);
-        if (b.oom)
-            rc = pl_oom(err, path);
-    }
-    if (rc != PL_OK) {
-        pl_free(b.p);
-        return rc;
-    }
-    *out = b.p;
-    return PL_OK;
-}
-
 /* ---- safetensors writer ---- */
 
 static bool is_string_object(const cJSON *o)
@@ -424,7 +235,7 @@ int ckpt_write_tensors(const char *path, const struct ckpt_tensor *list, int n,
         for (int d = 0; d < t->ndim; d++)
             pl_buf_printf(&h, "%s%" PRId64, d ? "," : "", t->shape[d]);
         pl_buf_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}%s", offset, offset + bytes,
-                  i + 1 < n ? "," : "");
+                      i + 1 < n ? "," : "");
         offset += bytes;
     }
     pl_buf_str(&h, "}");
@@ -439,19 +250,21 @@ int ckpt_write_tensors(const char *path, const struct ckpt_tensor *list, int n,
     unsigned char len[8];
     for (int i = 0; i < 8; i++)
         len[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    struct atomic_file a;
-    rc = atomic_open(&a, path, err);
-    if (!rc)
-        rc = atomic_write(&a, len, sizeof len, err);
-    if (!rc)
-        rc = atomic_write(&a, h.p, h.len, err);
-    for (int i = 0; i < n && !rc; i++) {
-        rc = atomic_write(&a, list[i].data, tensor_bytes(&list[i]), err);
+    struct io_out o;
+    rc = io_out_open(&o, path, err);
+    bool ok = rc == PL_OK && fwrite(len, 1, sizeof len, o.f) == sizeof len &&
+              fwrite(h.p, 1, h.len, o.f) == h.len;
+    for (int i = 0; i < n && ok; i++) {
+        size_t bytes = tensor_bytes(&list[i]);
+        ok = bytes == 0 || fwrite(list[i].data, 1, bytes, o.f) == bytes; /* data may be NULL */
     }
     pl_free(h.p);
-    if (!rc)
-        return atomic_commit(&a, err);
-    atomic_abort(&a);
+    if (rc)
+        return rc;
+    if (ok)
+        return io_out_commit(&o, err);
+    rc = pl_errf(err, PL_EIO, "cannot write '%s': %s", o.tmp, strerror(errno));
+    io_out_abort(&o);
     return rc;
 }
 
@@ -749,6 +562,72 @@ static int check_bool(const cJSON *root, const char *key, bool want, const char 
                    want ? "true" : "false");
 }
 
+/* A model file's byte tokenizer has exactly its 257 ids: fewer leave bytes without an id, more
+ * give ids without text. (gpt_config_check allows fewer, for benchmark shapes.) */
+static int check_byte_vocab(const struct gpt_config *cfg, const char *src, int code,
+                            struct pl_err *err)
+{
+    if (strcmp(cfg->tokenizer, "byte") != 0 || cfg->vocab_size == 257)
+        return PL_OK;
+    return pl_errf(err, code,
+                   "%s: field 'vocab_size': the byte tokenizer has 257 ids (256 bytes and "
+                   "<|endoftext|>), got %d; another size needs \"tokenizer\": \"gpt2\" and "
+                   "its vocabulary files",
+                   src, cfg->vocab_size);
+}
+
+/* root[key] as a finite number into *out, left as it is when absent or null. */
+static int get_real(const cJSON *root, const char *key, const char *src, double *out,
+                    struct pl_err *err)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!x || cJSON_IsNull(x))
+        return PL_OK;
+    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
+        return pl_errf(err, PL_EFORMAT, "%s: field '%s': expected a number", src, key);
+    *out = x->valuedouble;
+    return PL_OK;
+}
+
+/* HF's architectures: GPT2ForSequenceClassification is GPT-2 with score.weight, one row per
+ * label; plumb's scalar head is one label. HF counts labels in num_labels, or in the id2label
+ * it writes instead. */
+static int parse_head(const cJSON *root, const char *src, struct gpt_config *cfg,
+                      struct pl_err *err)
+{
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures"), *x;
+    if (arch && !cJSON_IsNull(arch) && !cJSON_IsArray(arch))
+        return pl_errf(err, PL_EFORMAT, "%s: field 'architectures': expected an array of strings",
+                       src);
+    cJSON_ArrayForEach(x, arch)
+    {
+        if (!cJSON_IsString(x))
+            return pl_errf(err, PL_EFORMAT,
+                           "%s: field 'architectures': expected an array of strings", src);
+        if (strcmp(x->valuestring, "GPT2ForSequenceClassification") == 0)
+            cfg->score_head = true;
+    }
+    int labels = 1;
+    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(root, "id2label");
+    if (cJSON_IsObject(id2label))
+        labels = cJSON_GetArraySize(id2label);
+    int rc = get_int(root, "num_labels", 1, src, &labels, err);
+    if (rc < 0)
+        return rc;
+    if (cfg->score_head && labels != 1)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: field 'num_labels': %d labels; only a scalar head (1) is supported",
+                       src, labels);
+    cfg->reward_mean = 0.0;
+    cfg->reward_std = 1.0;
+    if ((rc = get_real(root, "reward_mean", src, &cfg->reward_mean, err)) ||
+        (rc = get_real(root, "reward_std", src, &cfg->reward_std, err)))
+        return rc;
+    if (!(cfg->reward_std > 0.0))
+        return pl_errf(err, PL_EFORMAT, "%s: field 'reward_std': expected a positive number", src);
+    return PL_OK;
+}
+
 static int parse_root(const cJSON *root, const char *src, struct gpt_config *cfg,
                       struct pl_err *err)
 {
@@ -807,10 +686,8 @@ static int parse_root(const cJSON *root, const char *src, struct gpt_config *cfg
     if (!byte && strcmp(cfg->tokenizer, "gpt2") != 0)
         return pl_errf(err, PL_EFORMAT, "%s: field 'tokenizer': expected \"byte\" or \"gpt2\"",
                        src);
-    if (byte && cfg->vocab_size < 257)
-        return pl_errf(err, PL_EFORMAT,
-                       "%s: field 'vocab_size': the byte tokenizer needs at least 257, got %d", src,
-                       cfg->vocab_size);
+    if ((rc = check_byte_vocab(cfg, src, PL_EFORMAT, err)))
+        return rc;
     cfg->bos_token_id = cfg->eos_token_id = byte ? 256 : 50256;
     if ((rc = get_int(root, "bos_token_id", 0, src, &cfg->bos_token_id, err)) < 0 ||
         (rc = get_int(root, "eos_token_id", 0, src, &cfg->eos_token_id, err)) < 0)
@@ -832,7 +709,7 @@ static int parse_root(const cJSON *root, const char *src, struct gpt_config *cfg
         (rc = check_bool(root, "tie_word_embeddings", true, src, err)) ||
         (rc = check_bool(root, "add_cross_attention", false, src, err)))
         return rc;
-    return PL_OK;
+    return parse_head(root, src, cfg, err);
 }
 
 int ckpt_config_parse(const char *json_text, const char *source_name, struct gpt_config *cfg,
@@ -863,11 +740,12 @@ int ckpt_config_parse(const char *json_text, const char *source_name, struct gpt
 int ckpt_config_read(const char *dir, struct gpt_config *cfg, struct pl_err *err)
 {
     memset(cfg, 0, sizeof *cfg);
-    char *path = path_join(dir, "config.json");
+    char *path = io_path_join(dir, "config.json");
     if (!path)
         return pl_oom(err, "file name");
-    char *text;
-    int rc = read_text(path, &text, err);
+    char *text = NULL;
+    size_t len;
+    int rc = io_read_file(path, &text, &len, err);
     if (!rc)
         rc = ckpt_config_parse(text, path, cfg, err);
     pl_free(text);
@@ -875,36 +753,53 @@ int ckpt_config_read(const char *dir, struct gpt_config *cfg, struct pl_err *err
     return rc;
 }
 
+/* The shortest decimal that reads back as the same value (as a float when `single`): 1e-05,
+ * not 9.9999997e-06. */
+static void shortest(char *buf, size_t n, double v, bool single)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (single ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v)
+            return;
+    }
+}
+
 int ckpt_config_write(const char *dir, const struct gpt_config *cfg, struct pl_err *err)
 {
     int rc = gpt_config_check(cfg, err);
+    if (!rc)
+        rc = check_byte_vocab(cfg, "config", PL_EINVAL, err);
     if (rc)
         return rc;
-    /* The shortest decimal that reads back as the same float: 1e-05, not 9.9999997e-06. */
-    char eps[32];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(eps, sizeof eps, "%.*g", prec, (double)cfg->layer_norm_epsilon);
-        if (strtof(eps, NULL) == cfg->layer_norm_epsilon)
-            break;
-    }
+    char eps[32], mean[32], std[32];
+    shortest(eps, sizeof eps, cfg->layer_norm_epsilon, true);
+    shortest(mean, sizeof mean, cfg->reward_mean, false);
+    shortest(std, sizeof std, cfg->reward_std, false);
     struct pl_buf b = {0};
     pl_buf_str(&b, "{\n  \"activation_function\": ");
     pl_buf_json(&b, cfg->activation_function, strlen(cfg->activation_function));
-    pl_buf_str(&b, ",\n  \"architectures\": [\n    \"GPT2LMHeadModel\"\n  ],\n");
+    pl_buf_printf(&b, ",\n  \"architectures\": [\n    \"%s\"\n  ],\n",
+                  cfg->score_head ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel");
     pl_buf_printf(&b, "  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n", cfg->bos_token_id,
-              cfg->eos_token_id);
+                  cfg->eos_token_id);
     pl_buf_printf(&b, "  \"layer_norm_epsilon\": %s,\n  \"model_type\": \"gpt2\",\n", eps);
     pl_buf_printf(&b, "  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  \"n_head\": %d,\n", cfg->n_positions,
-              cfg->n_embd, cfg->n_head);
-    pl_buf_printf(&b, "  \"n_layer\": %d,\n  \"n_positions\": %d,\n", cfg->n_layer, cfg->n_positions);
+                  cfg->n_embd, cfg->n_head);
+    pl_buf_printf(&b, "  \"n_layer\": %d,\n  \"n_positions\": %d,\n", cfg->n_layer,
+                  cfg->n_positions);
+    /* HF builds GPT2ForSequenceClassification with 2 labels unless told; it keeps the
+     * reward fields as plain attributes. */
+    if (cfg->score_head)
+        pl_buf_printf(&b, "  \"num_labels\": 1,\n  \"reward_mean\": %s,\n  \"reward_std\": %s,\n",
+                      mean, std);
     pl_buf_str(&b, "  \"tokenizer\": ");
     pl_buf_json(&b, cfg->tokenizer, strlen(cfg->tokenizer));
     pl_buf_printf(&b, ",\n  \"vocab_size\": %d\n}\n", cfg->vocab_size);
-    char *path = path_join(dir, "config.json");
+    char *path = io_path_join(dir, "config.json");
     if (b.oom || !path)
         rc = pl_oom(err, "config.json");
     else
-        rc = ckpt_write_atomic(path, b.p, b.len, err);
+        rc = io_write_atomic(path, b.p, b.len, err);
     pl_free(path);
     pl_free(b.p);
     return rc;
@@ -912,14 +807,27 @@ int ckpt_config_write(const char *dir, const struct gpt_config *cfg, struct pl_e
 
 /* ---- model weights ---- */
 
+/* Longest saved name: "transformer." and a gpt_param name. */
+#define SAVED_NAME 64
+
 int ckpt_weights_save(const struct gpt *m, const char *path, struct pl_err *err)
 {
     struct ckpt_tensor *list = pl_calloc((size_t)m->n_tensors, sizeof *list);
-    if (!list)
+    char(*names)[SAVED_NAME] = m->w.score ? pl_malloc((size_t)m->n_tensors * SAVED_NAME) : NULL;
+    if (!list || (m->w.score && !names)) {
+        pl_free(list);
+        pl_free(names);
         return pl_oom(err, "tensor list");
+    }
     for (int i = 0; i < m->n_tensors; i++) {
         const struct gpt_param *p = &m->table[i];
         list[i].name = p->name;
+        /* HF's GPT2ForSequenceClassification refuses (as a corrupted state dict) a file with
+         * score.weight beside unprefixed body tensors: write what it writes. */
+        if (names && strcmp(p->name, "score.weight") != 0) {
+            snprintf(names[i], SAVED_NAME, "transformer.%s", p->name);
+            list[i].name = names[i];
+        }
         list[i].dtype = CKPT_F32;
         list[i].ndim = p->ndim;
         for (int d = 0; d < p->ndim; d++)
@@ -927,6 +835,7 @@ int ckpt_weights_save(const struct gpt *m, const char *path, struct pl_err *err)
         list[i].data = m->params + p->offset;
     }
     int rc = ckpt_write_tensors(path, list, m->n_tensors, "{\"format\":\"pt\"}", err);
+    pl_free(names);
     pl_free(list);
     return rc;
 }
@@ -1044,10 +953,10 @@ int ckpt_weights_load(struct gpt *m, const char *path, struct pl_err *err)
 
 int ckpt_save(const struct gpt *m, const char *dir, struct pl_err *err)
 {
-    int rc = ckpt_mkdirs(dir, err);
+    int rc = io_mkdirs(dir, err);
     if (rc)
         return rc;
-    char *path = path_join(dir, "model.safetensors");
+    char *path = io_path_join(dir, "model.safetensors");
     if (!path)
         return pl_oom(err, "file name");
     rc = ckpt_weights_save(m, path, err);
@@ -1055,19 +964,79 @@ int ckpt_save(const struct gpt *m, const char *dir, struct pl_err *err)
     return rc ? rc : ckpt_config_write(dir, &m->cfg, err);
 }
 
+/* gpt_init for cfg, then dir/model.safetensors. A head that config.json promises must be in
+ * the file; only a head asked for by opts alone may be missing (PL_ENOTFOUND). */
+static int load_weights(struct gpt *m, const char *dir, const struct gpt_config *cfg,
+                        const struct gpt_opts *opts, struct pl_err *err)
+{
+    int rc = gpt_init(m, cfg, opts, err);
+    if (rc)
+        return rc;
+    char *path = io_path_join(dir, "model.safetensors");
+    if (!path)
+        return pl_oom(err, "file name");
+    rc = ckpt_weights_load(m, path, err);
+    if (rc == PL_ENOTFOUND && cfg->score_head)
+        rc = pl_errf(err, PL_EFORMAT,
+                     "%s: tensor 'score.weight' missing (config.json says "
+                     "GPT2ForSequenceClassification)",
+                     path);
+    pl_free(path);
+    return rc;
+}
+
 int ckpt_load(struct gpt *m, const char *dir, const struct gpt_opts *opts, struct pl_err *err)
 {
     memset(m, 0, sizeof *m);
     struct gpt_config cfg;
     int rc = ckpt_config_read(dir, &cfg, err);
+    return rc ? rc : load_weights(m, dir, &cfg, opts, err);
+}
+
+/* The folder's tokenizer is the one config.json names, with the model's ids exactly: an id
+ * the tokenizer lacks has no text (sampling it crashed), one the model lacks no embedding. */
+static int check_tokenizer(const char *dir, const struct gpt_config *cfg, const struct tok *t,
+                           struct pl_err *err)
+{
+    bool bpe = strcmp(cfg->tokenizer, "gpt2") == 0;
+    if (bpe && t->kind != TOK_BPE)
+        return pl_errf(err, PL_ENOTFOUND,
+                       "%s: config.json names the \"gpt2\" tokenizer but the folder has neither "
+                       "vocab.json + merges.txt nor encoder.json + vocab.bpe",
+                       dir);
+    if (!bpe && t->kind == TOK_BPE)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: config.json names the \"byte\" tokenizer but the folder holds GPT-2 "
+                       "vocabulary files",
+                       dir);
+    bool more = cfg->vocab_size > t->vocab_size;
+    if (cfg->vocab_size != t->vocab_size)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: the model's vocab_size %d %s the tokenizer's %d ids (ids from %d on "
+                       "would have no %s)",
+                       dir, cfg->vocab_size, more ? "exceeds" : "is below", t->vocab_size,
+                       more ? t->vocab_size : cfg->vocab_size, more ? "text" : "embedding");
+    if (cfg->eos_token_id != t->eos)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: config.json's eos_token_id %d is not the tokenizer's <|endoftext|> %d",
+                       dir, cfg->eos_token_id, t->eos);
+    return PL_OK;
+}
+
+int ckpt_load_tokenizer(struct tok *t, struct gpt_config *cfg, const char *dir, struct pl_err *err)
+{
+    memset(t, 0, sizeof *t);
+    int rc = ckpt_config_read(dir, cfg, err);
     if (!rc)
-        rc = gpt_init(m, &cfg, opts, err);
-    if (rc)
-        return rc;
-    char *path = path_join(dir, "model.safetensors");
-    if (!path)
-        return pl_oom(err, "file name");
-    rc = ckpt_weights_load(m, path, err);
-    pl_free(path);
-    return rc;
+        rc = tok_load(t, dir, err);
+    return rc ? rc : check_tokenizer(dir, cfg, t, err);
+}
+
+int ckpt_load_model(struct gpt *m, struct tok *t, const char *dir, const struct gpt_opts *opts,
+                    struct pl_err *err)
+{
+    memset(m, 0, sizeof *m);
+    struct gpt_config cfg;
+    int rc = ckpt_load_tokenizer(t, &cfg, dir, err);
+    return rc ? rc : load_weights(m, dir, &cfg, opts, err);
 }

@@ -1,7 +1,11 @@
 /* ckpt: checkpoints (DESIGN.md section 4) and safetensors files.
  *
  * A checkpoint is a folder with config.json (Hugging Face GPT2Config field
- * names plus plumb's "tokenizer") and model.safetensors (HF tensor names, F32).
+ * names plus plumb's "tokenizer"), model.safetensors (HF tensor names, F32) and,
+ * for the "gpt2" tokenizer, its vocabulary (vocab.json + merges.txt, or
+ * encoder.json + vocab.bpe). A model with a scalar head is saved as HF's
+ * GPT2ForSequenceClassification (architectures, num_labels 1, body tensors
+ * under "transformer.", score.weight), one without as GPT2LMHeadModel.
  * Loading accepts what HF writes: a "transformer." prefix, the old
  * h.N.attn.bias / h.N.attn.masked_bias mask buffers (ignored), a tied
  * lm_head.weight (ignored when it equals wte.weight) and F16 / BF16 tensors
@@ -14,12 +18,14 @@
  * 'h.0.attn.c_attn.weight': expected shape [32, 96], got [96, 32]".
  * Codes: PL_EIO (cannot read or write), PL_EFORMAT (malformed content),
  * PL_ESHAPE (a tensor of the wrong shape), PL_ENOMEM, PL_EINVAL (bad
- * arguments), and PL_ENOTFOUND only as described at ckpt_weights_load. */
+ * arguments), and PL_ENOTFOUND only as described at ckpt_weights_load and
+ * ckpt_load_model. */
 #ifndef CKPT_H
 #define CKPT_H
 
 #include "gpt.h"
 #include "pl.h"
+#include "tok.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -115,15 +121,6 @@ int ckpt_file_get(const struct ckpt_file *f, const char *name, enum ckpt_dtype d
 float ckpt_f16_to_f32(uint16_t h);
 float ckpt_bf16_to_f32(uint16_t h);
 
-/* ---- files and folders ---- */
-
-/* Write data[0..n) to path atomically: path.tmp in the same folder, fsync,
- * rename over path, fsync the folder. Errors: PL_EIO, PL_ENOMEM. */
-int ckpt_write_atomic(const char *path, const void *data, size_t n, struct pl_err *err);
-
-/* mkdir -p (mode 0777 before the umask). Errors: PL_EINVAL (empty name), PL_EIO, PL_ENOMEM. */
-int ckpt_mkdirs(const char *dir, struct pl_err *err);
-
 /* ---- config.json ---- */
 
 /* Parse config.json text; source_name starts every message. Required
@@ -132,7 +129,11 @@ int ckpt_mkdirs(const char *dir, struct pl_err *err);
  * (1e-5), activation_function ("gelu_new"), bos_token_id and eos_token_id
  * (50256, or 256 with the byte tokenizer, whose <|endoftext|> is 256). plumb's
  * "tokenizer" is "byte" or "gpt2", default "gpt2" when vocab_size is 50257
- * and "byte" otherwise. A null optional field counts as missing. Settings
+ * and "byte" otherwise; "byte" needs vocab_size 257 exactly. A scalar head:
+ * "architectures" holding "GPT2ForSequenceClassification" sets cfg->score_head,
+ * with one label (num_labels, or the size of HF's id2label; default 1), and
+ * plumb's "reward_mean" (default 0) and "reward_std" (default 1, positive).
+ * A null optional field counts as missing. Settings
  * that change GPT-2's arithmetic (model_type other than "gpt2", n_inner other
  * than 4 * n_embd, scale_attn_weights false, scale_attn_by_inverse_layer_idx
  * true, tie_word_embeddings false, add_cross_attention true) are rejected;
@@ -140,17 +141,21 @@ int ckpt_mkdirs(const char *dir, struct pl_err *err);
  * Ends with gpt_config_check. Errors: PL_EFORMAT. */
 int ckpt_config_parse(const char *json_text, const char *source_name, struct gpt_config *cfg,
                       struct pl_err *err);
-/* Read dir/config.json. Errors: PL_EIO, PL_EFORMAT, PL_ENOMEM. */
+/* Read dir/config.json. Errors: PL_ENOTFOUND (no such file), PL_EIO, PL_EFORMAT, PL_ENOMEM. */
 int ckpt_config_read(const char *dir, struct gpt_config *cfg, struct pl_err *err);
-/* Write dir/config.json (atomically) that HF's GPT2LMHeadModel loads:
- * model_type "gpt2", architectures, n_ctx = n_positions, plus "tokenizer".
- * The folder must exist. Errors: PL_EINVAL (gpt_config_check), PL_EIO, PL_ENOMEM. */
+/* Write dir/config.json (atomically) that HF loads: model_type "gpt2",
+ * architectures ("GPT2LMHeadModel", or with cfg->score_head
+ * "GPT2ForSequenceClassification", num_labels 1, reward_mean, reward_std),
+ * n_ctx = n_positions, plus "tokenizer". Refuses what ckpt_config_parse would
+ * refuse. The folder must exist. Errors: PL_EINVAL (gpt_config_check, a byte
+ * tokenizer without 257 ids), PL_EIO, PL_ENOMEM. */
 int ckpt_config_write(const char *dir, const struct gpt_config *cfg, struct pl_err *err);
 
 /* ---- model weights ---- */
 
-/* Write every parameter of m (score.weight included when m has a scalar
- * head) to path as F32 with HF names, metadata {"format": "pt"}. */
+/* Write every parameter of m to path as F32 with HF names, metadata
+ * {"format": "pt"}. With a scalar head, as GPT2ForSequenceClassification
+ * names them: "transformer.wte.weight", ..., "score.weight". */
 int ckpt_weights_save(const struct gpt *m, const char *path, struct pl_err *err);
 
 /* Load path into m's parameters by name. Every tensor of m must be present
@@ -170,9 +175,30 @@ int ckpt_weights_load(struct gpt *m, const char *path, struct pl_err *err);
 int ckpt_save(const struct gpt *m, const char *dir, struct pl_err *err);
 
 /* Read dir/config.json, gpt_init(m, cfg, opts), load dir/model.safetensors.
+ * The model has a scalar head when opts->score_head or config.json says so.
  * m is initialised (zeroed first) and releasable with gpt_release on every
  * return, success or not. PL_ENOTFOUND as for ckpt_weights_load (m usable,
- * head zero). */
+ * head zero), only when the head was asked for by opts alone; a head that
+ * config.json names must be in the file (PL_EFORMAT). The model alone: to
+ * run it on text use ckpt_load_model. */
 int ckpt_load(struct gpt *m, const char *dir, const struct gpt_opts *opts, struct pl_err *err);
+
+/* Load model folder dir whole: config.json, its tokenizer and the weights, as
+ * every command that runs a model on text does. Checked before any weight is
+ * read: the folder's tokenizer is the one config.json names ("gpt2": its
+ * vocabulary files must be there, PL_ENOTFOUND naming them; "byte": no
+ * vocabulary files), the model's vocab_size equals the tokenizer's (an id
+ * without text, or text without an embedding, is refused; PL_EFORMAT naming
+ * the folder and both sizes), and eos_token_id is the tokenizer's
+ * <|endoftext|>. Then as ckpt_load, PL_ENOTFOUND included (m and t usable).
+ * m and t are zeroed first and releasable (gpt_release, tok_release) on
+ * every return. Errors: those of ckpt_load and tok_load, and the above. */
+int ckpt_load_model(struct gpt *m, struct tok *t, const char *dir, const struct gpt_opts *opts,
+                    struct pl_err *err);
+
+/* The first half of ckpt_load_model, for callers that size the model from the tokenised data:
+ * *cfg from dir/config.json and t from dir, with the same checks; then ckpt_load. t is zeroed
+ * first and releasable on every return. */
+int ckpt_load_tokenizer(struct tok *t, struct gpt_config *cfg, const char *dir, struct pl_err *err);
 
 #endif

@@ -3,10 +3,12 @@
 #include "ops.h"
 #include "tensor.h"
 
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 void gpt_config_gpt2(struct gpt_config *cfg)
 {
@@ -21,6 +23,7 @@ void gpt_config_gpt2(struct gpt_config *cfg)
     cfg->eos_token_id = 50256;
     snprintf(cfg->activation_function, sizeof cfg->activation_function, "gelu_new");
     snprintf(cfg->tokenizer, sizeof cfg->tokenizer, "gpt2");
+    cfg->reward_std = 1.0;
 }
 
 int gpt_config_check(const struct gpt_config *cfg, struct pl_err *err)
@@ -35,14 +38,15 @@ int gpt_config_check(const struct gpt_config *cfg, struct pl_err *err)
                  {"n_head", cfg->n_head}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
         if (sizes[i].value <= 0)
-            return pl_errf(err, PL_EINVAL, "config: field '%s': expected a positive integer, got %d",
-                           sizes[i].name, sizes[i].value);
+            return pl_errf(err, PL_EINVAL,
+                           "config: field '%s': expected a positive integer, got %d", sizes[i].name,
+                           sizes[i].value);
     if (cfg->n_embd % cfg->n_head != 0)
-        return pl_errf(err, PL_EINVAL,
-                       "config: field 'n_head': %d does not divide n_embd %d", cfg->n_head,
-                       cfg->n_embd);
+        return pl_errf(err, PL_EINVAL, "config: field 'n_head': %d does not divide n_embd %d",
+                       cfg->n_head, cfg->n_embd);
     if (!(cfg->layer_norm_epsilon > 0.0f) || !isfinite(cfg->layer_norm_epsilon))
-        return pl_errf(err, PL_EINVAL, "config: field 'layer_norm_epsilon': expected a positive number");
+        return pl_errf(err, PL_EINVAL,
+                       "config: field 'layer_norm_epsilon': expected a positive number");
     const char *act = cfg->activation_function;
     if (strcmp(act, "gelu_new") != 0 && strcmp(act, "gelu_pytorch_tanh") != 0 &&
         strcmp(act, "gelu_fast") != 0)
@@ -52,7 +56,32 @@ int gpt_config_check(const struct gpt_config *cfg, struct pl_err *err)
     if (cfg->eos_token_id < 0 || cfg->eos_token_id >= cfg->vocab_size)
         return pl_errf(err, PL_EINVAL, "config: field 'eos_token_id': %d is outside the vocabulary",
                        cfg->eos_token_id);
+    bool byte = strcmp(cfg->tokenizer, "byte") == 0;
+    if (!byte && strcmp(cfg->tokenizer, "gpt2") != 0)
+        return pl_errf(err, PL_EINVAL, "config: field 'tokenizer': expected \"byte\" or \"gpt2\"");
+    if (byte && cfg->vocab_size > 257)
+        return pl_errf(err, PL_EINVAL,
+                       "config: field 'vocab_size': %d is more than the byte tokenizer's 257 ids",
+                       cfg->vocab_size);
+    if (!isfinite(cfg->reward_mean))
+        return pl_errf(err, PL_EINVAL, "config: field 'reward_mean': expected a finite number");
+    if (!(cfg->reward_std > 0.0) || !isfinite(cfg->reward_std))
+        return pl_errf(err, PL_EINVAL, "config: field 'reward_std': expected a positive number");
     return PL_OK;
+}
+
+/* Saturating size arithmetic: SIZE_MAX stands for "does not fit", so that a huge shape is
+ * measured and refused instead of wrapping around to a small allocation. */
+static size_t sz_mul(size_t a, size_t b)
+{
+    size_t r;
+    return __builtin_mul_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
+static size_t sz_add(size_t a, size_t b)
+{
+    size_t r;
+    return __builtin_add_overflow(a, b, &r) ? SIZE_MAX : r;
 }
 
 /* ---- parameter table ---- */
@@ -108,9 +137,10 @@ static void bind_weights(const struct gpt *m, float *base, struct gpt_weights *w
     w->wpe = base + t[k++].offset;
     w->h = layers;
     for (int l = 0; l < m->cfg.n_layer; l++) {
-        float **f[] = {&layers[l].ln1w,     &layers[l].ln1b, &layers[l].qkvw,    &layers[l].qkvb,
-                       &layers[l].attprojw, &layers[l].attprojb, &layers[l].ln2w, &layers[l].ln2b,
-                       &layers[l].fcw,      &layers[l].fcb,  &layers[l].fcprojw, &layers[l].fcprojb};
+        float **f[] = {&layers[l].ln1w, &layers[l].ln1b,     &layers[l].qkvw,
+                       &layers[l].qkvb, &layers[l].attprojw, &layers[l].attprojb,
+                       &layers[l].ln2w, &layers[l].ln2b,     &layers[l].fcw,
+                       &layers[l].fcb,  &layers[l].fcprojw,  &layers[l].fcprojb};
         for (size_t i = 0; i < sizeof f / sizeof *f; i++)
             *f[i] = base + t[k++].offset;
     }
@@ -132,10 +162,11 @@ struct layer_acts {
     float *fcproj, *res3;  /* [BT,C] */
 };
 
-/* Sizes of one layer's activations for BT rows and B x NH x T x T scores. */
+/* Sizes of one layer's activations for BT rows and B x NH x T x T scores: layer_views' 18
+ * [BT, C]-sized views, 4 of [BT] and the scores. */
 static size_t layer_floats(size_t BT, size_t BHTT, size_t C)
 {
-    return BT * C * 7 + BT * 4 + BT * 3 * C + BHTT + BT * 4 * C * 2;
+    return sz_add(sz_mul(BT, sz_add(sz_mul(18, C), 4)), BHTT);
 }
 
 /* Carve layer l's views. Frozen models keep one layer's storage and reuse it:
@@ -146,10 +177,10 @@ static void layer_views(const struct gpt *m, int l, struct layer_acts *a)
     size_t BHTT = (size_t)m->opts.max_batch * m->cfg.n_head * m->opts.max_seq * m->opts.max_seq;
     int stored = m->opts.trainable ? l : 0;
     float *p = m->acts + BT * C + (size_t)stored * layer_floats(BT, BHTT, C);
-    float **seq[] = {&a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->att,
-                     &a->attproj, &a->res2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch,
-                     &a->fch_gelu, &a->fcproj, &a->res3};
-    size_t len[] = {BT * C, BT, BT, BT * 3 * C, BT * C, BHTT, BT * C, BT * C,
+    float **seq[] = {&a->ln1,      &a->ln1_mean, &a->ln1_rstd, &a->qkv,    &a->atty,
+                     &a->att,      &a->attproj,  &a->res2,     &a->ln2,    &a->ln2_mean,
+                     &a->ln2_rstd, &a->fch,      &a->fch_gelu, &a->fcproj, &a->res3};
+    size_t len[] = {BT * C, BT, BT, BT * 3 * C, BT * C,     BHTT,   BT * C, BT * C,
                     BT * C, BT, BT, BT * 4 * C, BT * 4 * C, BT * C, BT * C};
     for (size_t i = 0; i < sizeof seq / sizeof *seq; i++) {
         *seq[i] = p;
@@ -164,38 +195,53 @@ struct top_acts {
     float *dres, *dln, *dqkv, *datty, *dfch, *dfch_gelu, *dlogp, *att_scratch;
 };
 
-static size_t layers_stored(const struct gpt *m) { return m->opts.trainable ? m->cfg.n_layer : 1; }
+static size_t layers_stored(const struct gpt *m)
+{
+    return m->opts.trainable ? m->cfg.n_layer : 1;
+}
 
-/* Lay out (or just measure, with m->acts NULL) everything after the layers. */
+/* op_attention_scratch's size. Its arithmetic is in long, which a shape about to be refused
+ * could overflow: such a shape measures as SIZE_MAX instead. */
+static size_t scratch_floats(const struct gpt *m)
+{
+    size_t T = (size_t)m->opts.max_seq;
+    if (sz_mul(sz_mul(T, T), (size_t)(m->att_threads > 0 ? m->att_threads : 1)) > LONG_MAX)
+        return SIZE_MAX;
+    return (size_t)op_attention_scratch(m->opts.max_seq, m->att_threads);
+}
+
+/* Lay out (or just measure, with m->acts NULL) everything after the layers. The arithmetic
+ * saturates: gpt_init measures before it allocates, and refuses SIZE_MAX. */
 static size_t top_layout(const struct gpt *m, struct top_acts *t, float **hidden, float **logp,
                          float **head)
 {
-    size_t BT = (size_t)m->opts.max_batch * m->opts.max_seq, C = m->cfg.n_embd;
-    size_t BHTT = (size_t)m->opts.max_batch * m->cfg.n_head * m->opts.max_seq * m->opts.max_seq;
-    size_t off = BT * C + layers_stored(m) * layer_floats(BT, BHTT, C);
+    size_t BT = sz_mul((size_t)m->opts.max_batch, (size_t)m->opts.max_seq);
+    size_t BTC = sz_mul(BT, (size_t)m->cfg.n_embd);
+    size_t BHTT = sz_mul(sz_mul(BT, (size_t)m->cfg.n_head), (size_t)m->opts.max_seq);
+    size_t off = sz_add(BTC, sz_mul(layers_stored(m), layer_floats(BT, BHTT, m->cfg.n_embd)));
     float *base = m->acts;
 #define CARVE(ptr, n)                                                                              \
     do {                                                                                           \
         if (base)                                                                                  \
             (ptr) = base + off;                                                                    \
-        off += (n);                                                                                \
+        off = sz_add(off, (n));                                                                    \
     } while (0)
-    CARVE(*hidden, BT * C);
+    CARVE(*hidden, BTC);
     CARVE(t->lnf_mean, BT);
     CARVE(t->lnf_rstd, BT);
     CARVE(*logp, BT);
     CARVE(t->lse, BT);
-    CARVE(*head, (size_t)m->opts.max_batch);
-    CARVE(t->logits, (size_t)m->logit_rows * m->cfg.vocab_size);
+    CARVE(*head, BT);
+    CARVE(t->logits, sz_mul((size_t)m->logit_rows, (size_t)m->cfg.vocab_size));
     if (m->opts.trainable) {
-        CARVE(t->dres, BT * C);
-        CARVE(t->dln, BT * C);
-        CARVE(t->dqkv, BT * 3 * C);
-        CARVE(t->datty, BT * C);
-        CARVE(t->dfch, BT * 4 * C);
-        CARVE(t->dfch_gelu, BT * 4 * C);
+        CARVE(t->dres, BTC);
+        CARVE(t->dln, BTC);
+        CARVE(t->dqkv, sz_mul(BTC, 3));
+        CARVE(t->datty, BTC);
+        CARVE(t->dfch, sz_mul(BTC, 4));
+        CARVE(t->dfch_gelu, sz_mul(BTC, 4));
         CARVE(t->dlogp, BT);
-        CARVE(t->att_scratch, (size_t)op_attention_scratch(m->opts.max_seq, m->att_threads));
+        CARVE(t->att_scratch, scratch_floats(m));
     }
 #undef CARVE
     return off;
@@ -209,6 +255,87 @@ static struct top_acts top_views(const struct gpt *m)
     return t;
 }
 
+/* ---- memory ---- */
+
+/* Parameters build_table lays out, counted without overflow. */
+static size_t count_params(const struct gpt_config *c, bool head)
+{
+    size_t C = (size_t)c->n_embd;
+    size_t layer = sz_add(sz_mul(sz_mul(C, C), 12), sz_mul(C, 13));
+    size_t n = sz_mul((size_t)c->vocab_size + (size_t)c->n_positions, C);
+    n = sz_add(n, sz_mul((size_t)c->n_layer, layer));
+    return sz_add(n, sz_mul(C, head ? 3 : 2));
+}
+
+/* Set what the allocation depends on besides cfg and opts (already in m): attention threads,
+ * logit rows and the activation size. max_batch x max_seq must fit in an int. */
+static void plan(struct gpt *m)
+{
+    m->att_threads = omp_get_max_threads();
+    int BT = m->opts.max_batch * m->opts.max_seq;
+    if (m->opts.head_only)
+        m->logit_rows = 0;
+    else
+        m->logit_rows = m->opts.trainable ? BT : (BT < 256 ? BT : 256);
+    struct top_acts t;
+    float *hidden, *logp, *head;
+    m->acts_floats = top_layout(m, &t, &hidden, &logp, &head);
+}
+
+/* What gpt_init allocates for a planned m: UINT64_MAX when it does not fit in 64 bits. */
+static uint64_t memory_bytes(const struct gpt *m)
+{
+    size_t L = (size_t)m->cfg.n_layer;
+    size_t params = sz_mul(count_params(&m->cfg, m->opts.score_head), sizeof(float));
+    size_t total = sz_mul(params, m->opts.trainable ? 4 : 1);
+    total = sz_add(total, sz_mul(m->acts_floats, sizeof(float)));
+    total = sz_add(total, sz_mul(sz_add(sz_mul(L, 12), 5), sizeof(struct gpt_param)));
+    total = sz_add(total, sz_mul(sz_mul(L, 2), sizeof(struct gpt_layer_w)));
+    return total == SIZE_MAX ? UINT64_MAX : (uint64_t)total;
+}
+
+uint64_t gpt_memory_bytes(const struct gpt_config *cfg, const struct gpt_opts *opts)
+{
+    if ((long long)opts->max_batch * opts->max_seq > INT_MAX)
+        return UINT64_MAX;
+    struct gpt m = {.cfg = *cfg, .opts = *opts};
+    m.opts.score_head = opts->score_head || cfg->score_head;
+    plan(&m);
+    return memory_bytes(&m);
+}
+
+/* Physical memory, or 0 when the system does not say. */
+static uint64_t machine_bytes(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && size > 0 ? sz_mul((size_t)pages, (size_t)size) : 0;
+}
+
+/* Refuse a shape the machine cannot hold before allocating any of it: touching 20 GB page by
+ * page takes minutes before the kernel kills the process. */
+static int check_memory(const struct gpt *m, struct pl_err *err)
+{
+    uint64_t need = memory_bytes(m), have = machine_bytes();
+    if (need != UINT64_MAX && (have == 0 || need <= have))
+        return PL_OK;
+    const struct gpt_config *c = &m->cfg;
+    char what[160];
+    snprintf(what, sizeof what,
+             "n_layer %d, n_embd %d, vocab_size %d, n_positions %d, batch %d x %d%s", c->n_layer,
+             c->n_embd, c->vocab_size, c->n_positions, m->opts.max_batch, m->opts.max_seq,
+             m->opts.trainable ? ", trainable" : "");
+    if (need == UINT64_MAX)
+        return pl_errf(err, PL_ENOMEM,
+                       "model too large: it needs more than 2^64 bytes of memory (%s) and the "
+                       "machine has %llu",
+                       what, (unsigned long long)have);
+    return pl_errf(err, PL_ENOMEM,
+                   "model too large: it needs %llu bytes of memory (%.1f GiB; %s) and the machine "
+                   "has %llu (%.1f GiB)",
+                   (unsigned long long)need, (double)need / 1073741824.0, what,
+                   (unsigned long long)have, (double)have / 1073741824.0);
+}
+
 int gpt_init(struct gpt *m, const struct gpt_config *cfg, const struct gpt_opts *opts,
              struct pl_err *err)
 {
@@ -220,14 +347,24 @@ int gpt_init(struct gpt *m, const struct gpt_config *cfg, const struct gpt_opts 
         return pl_errf(err, PL_EINVAL,
                        "model shape: batch %d x sequence %d does not fit (context is %d)",
                        opts->max_batch, opts->max_seq, cfg->n_positions);
+    /* Forward counts positions in an int. */
+    if ((long long)opts->max_batch * opts->max_seq > INT_MAX)
+        return pl_errf(err, PL_EINVAL,
+                       "model shape: batch %d x sequence %d is more than %d positions",
+                       opts->max_batch, opts->max_seq, INT_MAX);
     m->cfg = *cfg;
     m->opts = *opts;
+    m->opts.score_head = m->cfg.score_head = opts->score_head || cfg->score_head;
+    plan(m);
+    if ((rc = check_memory(m, err)))
+        return gpt_release(m), rc;
     m->table = pl_calloc((size_t)cfg->n_layer * 12 + 5, sizeof *m->table);
     m->w_layers = pl_calloc((size_t)cfg->n_layer, sizeof *m->w_layers);
     m->g_layers = pl_calloc((size_t)cfg->n_layer, sizeof *m->g_layers);
     if (!m->table || !m->w_layers || !m->g_layers)
         return gpt_release(m), pl_oom(err, "model tables");
     build_table(m);
+    PL_ASSERT(m->n_params == count_params(&m->cfg, m->opts.score_head));
 
     size_t pbytes = m->n_params * sizeof(float);
     m->params = pl_alloc_big(pbytes);
@@ -243,14 +380,7 @@ int gpt_init(struct gpt *m, const struct gpt_config *cfg, const struct gpt_opts 
         bind_weights(m, m->grads, &m->g, m->g_layers);
     }
 
-    m->att_threads = omp_get_max_threads();
-    int BT = opts->max_batch * opts->max_seq;
-    if (opts->head_only)
-        m->logit_rows = 0;
-    else
-        m->logit_rows = opts->trainable ? BT : (BT < 256 ? BT : 256);
     struct top_acts t;
-    m->acts_floats = top_layout(m, &t, &m->hidden, &m->logp, &m->head);
     m->acts = pl_alloc_big(m->acts_floats * sizeof(float));
     if (!m->acts)
         return gpt_release(m), pl_oom(err, "model activations");
@@ -328,10 +458,12 @@ static int check_batch(const struct gpt *m, const struct gpt_batch *b, struct pl
     int N = b->B * b->T, V = m->cfg.vocab_size;
     for (int i = 0; i < N; i++) {
         if (b->tokens[i] < 0 || b->tokens[i] >= V)
-            return pl_errf(err, PL_EINVAL, "token id %d at position %d is outside the vocabulary (%d)",
+            return pl_errf(err, PL_EINVAL,
+                           "token id %d at position %d is outside the vocabulary (%d)",
                            b->tokens[i], i, V);
         if (b->targets && b->targets[i] >= V)
-            return pl_errf(err, PL_EINVAL, "target id %d at position %d is outside the vocabulary (%d)",
+            return pl_errf(err, PL_EINVAL,
+                           "target id %d at position %d is outside the vocabulary (%d)",
                            b->targets[i], i, V);
         if (b->pos && (b->pos[i] < 0 || b->pos[i] >= m->cfg.n_positions))
             return pl_errf(err, PL_EINVAL, "position id %d at %d is outside the context (%d)",
@@ -352,8 +484,8 @@ static void lm_head_fwd(struct gpt *m, const int *targets, int N)
     int C = m->cfg.n_embd, V = m->cfg.vocab_size;
     for (int r0 = 0; r0 < N; r0 += m->logit_rows) {
         int rows = N - r0 < m->logit_rows ? N - r0 : m->logit_rows;
-        tensor_gemm(false, true, rows, V, C, 1.0f, m->hidden + (size_t)r0 * C, C, m->w.wte, C,
-                    0.0f, t.logits, V);
+        tensor_gemm(false, true, rows, V, C, 1.0f, m->hidden + (size_t)r0 * C, C, m->w.wte, C, 0.0f,
+                    t.logits, V);
         op_xent_fwd(m->logp + r0, t.lse + r0, t.logits, targets + r0, rows, V);
     }
     double sum = 0.0;
@@ -367,7 +499,18 @@ static void lm_head_fwd(struct gpt *m, const int *targets, int N)
     m->loss = n ? (float)(sum / n) : 0.0f;
 }
 
-static int last_index(const struct gpt *m, int r) { return m->last_ ? m->last_[r] : m->T - 1; }
+/* Rows where the scalar head is read, and the hidden-state row of head value i. */
+static int head_rows(const struct gpt *m)
+{
+    return m->head_all_ ? m->B * m->T : m->B;
+}
+
+static size_t head_row(const struct gpt *m, int i)
+{
+    if (m->head_all_)
+        return (size_t)i;
+    return (size_t)i * m->T + (m->last_ ? m->last_[i] : m->T - 1);
+}
 
 int gpt_forward(struct gpt *m, const struct gpt_batch *b, struct pl_err *err)
 {
@@ -382,6 +525,7 @@ int gpt_forward(struct gpt *m, const struct gpt_batch *b, struct pl_err *err)
     m->targets_ = b->targets;
     m->pos_ = b->pos;
     m->last_ = b->last;
+    m->head_all_ = b->head_all;
 
     float *encoded = m->acts;
     op_embed_fwd(encoded, b->tokens, b->pos, m->w.wte, m->w.wpe, N, T, C);
@@ -410,12 +554,12 @@ int gpt_forward(struct gpt *m, const struct gpt_batch *b, struct pl_err *err)
     if (b->targets)
         lm_head_fwd(m, b->targets, N);
     if (m->w.score)
-        for (int r = 0; r < B; r++) {
-            const float *h = m->hidden + ((size_t)r * T + last_index(m, r)) * C;
+        for (int i = 0; i < head_rows(m); i++) {
+            const float *h = m->hidden + head_row(m, i) * C;
             float s = 0.0f;
             for (int c = 0; c < C; c++)
                 s += h[c] * m->w.score[c];
-            m->head[r] = s;
+            m->head[i] = s;
         }
     return PL_OK;
 }
@@ -449,13 +593,13 @@ static void lm_head_bwd(struct gpt *m, struct top_acts *t, const float *dlogp, f
 static void score_head_bwd(struct gpt *m, const float *dhead, float *dhidden)
 {
     int C = m->cfg.n_embd;
-    for (int r = 0; r < m->B; r++) {
-        size_t row = (size_t)r * m->T + last_index(m, r);
+    for (int i = 0; i < head_rows(m); i++) {
+        size_t row = head_row(m, i);
         const float *h = m->hidden + row * C;
         float *dh = dhidden + row * C;
         for (int c = 0; c < C; c++) {
-            dh[c] += dhead[r] * m->w.score[c];
-            m->g.score[c] += dhead[r] * h[c];
+            dh[c] += dhead[i] * m->w.score[c];
+            m->g.score[c] += dhead[i] * h[c];
         }
     }
 }
@@ -475,17 +619,16 @@ static void layer_bwd(struct gpt *m, int l, struct top_acts *t, const float *res
     op_gelu_bwd(t->dfch, a.fch, t->dfch_gelu, (long)N * 4 * C);
     zero(t->dln, (size_t)N * C);
     op_matmul_bwd(t->dln, g->fcw, g->fcb, t->dfch, a.ln2, w->fcw, N, C, 4 * C);
-    op_layernorm_bwd(t->dres, g->ln2w, g->ln2b, t->dln, a.res2, w->ln2w, a.ln2_mean, a.ln2_rstd,
-                     N, C);
+    op_layernorm_bwd(t->dres, g->ln2w, g->ln2b, t->dln, a.res2, w->ln2w, a.ln2_mean, a.ln2_rstd, N,
+                     C);
     zero(t->datty, (size_t)N * C);
     op_matmul_bwd(t->datty, g->attprojw, g->attprojb, t->dres, a.atty, w->attprojw, N, C, C);
     zero(t->dqkv, (size_t)N * 3 * C);
-    op_attention_bwd(t->dqkv, t->att_scratch, m->att_threads, t->datty, a.att, a.qkv, B, T, C,
-                     NH);
+    op_attention_bwd(t->dqkv, t->att_scratch, m->att_threads, t->datty, a.att, a.qkv, B, T, C, NH);
     zero(t->dln, (size_t)N * C);
     op_matmul_bwd(t->dln, g->qkvw, g->qkvb, t->dqkv, a.ln1, w->qkvw, N, C, 3 * C);
-    op_layernorm_bwd(t->dres, g->ln1w, g->ln1b, t->dln, res_in, w->ln1w, a.ln1_mean, a.ln1_rstd,
-                     N, C);
+    op_layernorm_bwd(t->dres, g->ln1w, g->ln1b, t->dln, res_in, w->ln1w, a.ln1_mean, a.ln1_rstd, N,
+                     C);
 }
 
 void gpt_backward(struct gpt *m, const float *dlogp, const float *dhead)

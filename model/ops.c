@@ -18,9 +18,12 @@ static inline float fexp(float x)
     x = x > 88.0f ? 88.0f : x;
     float n = __builtin_floorf(x * 1.44269504f + 0.5f);
     float r = x - n * 0.693145752f - n * 1.42860677e-06f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f +
-                                                  r * (0.00833333377f + r * 0.00138888892f)))));
-    int32_t bits = ((int32_t)n + 127) << 23;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f +
+                                                  r * (0.0416666679f + r * (0.00833333377f +
+                                                                            r * 0.00138888892f)))));
+    /* NaN must come out NaN (through p), and never reach the integer conversion. */
+    float k = n == n ? n : 0.0f;
+    int32_t bits = (int32_t)((uint32_t)((int32_t)k + 127) << 23);
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -33,8 +36,8 @@ static inline float ftanh(float x)
 
 /* ---- embedding ---- */
 
-void op_embed_fwd(float *out, const int *tokens, const int *pos, const float *wte,
-                  const float *wpe, int N, int T, int C)
+void op_embed_fwd(float *out, const int *tokens, const int *pos, const float *wte, const float *wpe,
+                  int N, int T, int C)
 {
 #pragma omp parallel for if ((long)N * C > PAR_MIN)
     for (int i = 0; i < N; i++) {
@@ -249,8 +252,8 @@ static void attention_row_softmax(float *row, int i, const int *seg)
         row[j] *= inv;
 }
 
-void op_attention_fwd(float *out, float *att, const float *qkv, const int *seg, int B, int T,
-                      int C, int NH)
+void op_attention_fwd(float *out, float *att, const float *qkv, const int *seg, int B, int T, int C,
+                      int NH)
 {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -271,10 +274,13 @@ void op_attention_fwd(float *out, float *att, const float *qkv, const int *seg, 
         }
 }
 
-long op_attention_scratch(int T, int threads) { return (long)T * T * (threads > 0 ? threads : 1); }
+long op_attention_scratch(int T, int threads)
+{
+    return (long)T * T * (threads > 0 ? threads : 1);
+}
 
-void op_attention_bwd(float *dqkv, float *scratch, int threads, const float *dout,
-                      const float *att, const float *qkv, int B, int T, int C, int NH)
+void op_attention_bwd(float *dqkv, float *scratch, int threads, const float *dout, const float *att,
+                      const float *qkv, int B, int T, int C, int NH)
 {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -346,8 +352,8 @@ void op_attention_fwd_ref(float *out, float *att, const float *qkv, const int *s
             }
 }
 
-void op_attention_bwd_ref(float *dqkv, const float *dout, const float *att, const float *qkv,
-                          int B, int T, int C, int NH)
+void op_attention_bwd_ref(float *dqkv, const float *dout, const float *att, const float *qkv, int B,
+                          int T, int C, int NH)
 {
     int hs = C / NH, C3 = 3 * C;
     double scale = 1.0 / sqrt((double)hs);
@@ -492,8 +498,7 @@ void op_xent_bwd(float *logits, const float *lse, const int *targets, const floa
     }
 }
 
-void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *targets, int N,
-                     int V)
+void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *targets, int N, int V)
 {
     for (int i = 0; i < N; i++) {
         const float *z = logits + (size_t)i * V;
@@ -512,20 +517,16 @@ void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *ta
     }
 }
 
-/* ---- generation ---- */
-
-/* Query rows per BLIS block in op_attention_kv_fwd; its scratch is this many
- * score rows of maxT a thread. */
-#define KV_QBLOCK 64
+/* ---- the KV cache (model/kv.c) ---- */
 
 long op_attention_kv_scratch(int maxT, int threads)
 {
-    return (long)KV_QBLOCK * maxT * (threads > 0 ? threads : 1);
+    return (long)maxT * (threads > 0 ? threads : 1);
 }
 
-/* One query row over keys 0..L-1 of one head (kt: keys transposed, row
- * stride maxT). Plain loops: a decode step is a single row, and a BLIS call
- * per row and head costs more than the work. With the keys transposed the
+/* One query row over keys 0..L-1 of one head (kt: keys transposed, row stride maxT). Every
+ * row, prefill or decode, goes through here, so its sums run in one order whatever the pass
+ * holds (a BLIS block's order depends on its shape). Plain loops: with the keys transposed the
  * scores are one axpy per dimension, with no horizontal sums. */
 static void kv_attend_row(float *out, float *s, const float *q, const float *kt, const float *v,
                           int L, int hs, int maxT, float scale)
@@ -559,20 +560,6 @@ static void kv_attend_row(float *out, float *s, const float *q, const float *kt,
     }
 }
 
-/* `rows` consecutive query rows at positions past.. over keys 0..past+rows-1
- * of one head, as two BLIS products around a causal softmax. */
-static void kv_attend_block(float *out, int ldo, float *s, const float *q, int ldq, const float *kt,
-                            const float *v, int past, int rows, int hs, int maxT, float scale)
-{
-    int L = past + rows;
-    tensor_gemm_1t(false, false, rows, L, hs, scale, q, ldq, kt, maxT, 0.0f, s, L);
-    for (int i = 0; i < rows; i++) {
-        attention_row_softmax(s + (size_t)i * L, past + i, NULL);
-        memset(s + (size_t)i * L + past + i + 1, 0, sizeof(float) * (rows - i - 1));
-    }
-    tensor_gemm_1t(false, false, rows, hs, L, 1.0f, s, L, v, hs, 0.0f, out, ldo);
-}
-
 void op_attention_kv_fwd(float *out, float *k, float *v, float *scratch, int threads,
                          const float *qkv, const int *slot, const int *past, const int *n, int B,
                          int maxT, int C, int NH)
@@ -580,39 +567,51 @@ void op_attention_kv_fwd(float *out, float *k, float *v, float *scratch, int thr
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     size_t per_head = (size_t)maxT * hs, per_slot = per_head * NH;
-    int first[B];
+    int first[B + 1];
     long work = 0;
-    for (int i = 0, r = 0; i < B; r += n[i++]) {
-        first[i] = r;
+    first[0] = 0;
+    for (int i = 0; i < B; i++) {
+        first[i + 1] = first[i] + n[i];
         work += (long)n[i] * (past[i] + n[i]) * C;
     }
+    int N = first[B];
     int nt = omp_get_max_threads() < threads ? omp_get_max_threads() : threads;
     if (work <= PAR_MIN)
         nt = 1;
-#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(nt)
-    for (int i = 0; i < B; i++)
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (size_t)first[i] * C3 + h * hs;
-            float *kh = k + slot[i] * per_slot + h * per_head;
-            float *vh = v + slot[i] * per_slot + h * per_head;
-            for (int r = 0; r < n[i]; r++) {
-                const float *kr = q + (size_t)r * C3 + C;
-                for (int c = 0; c < hs; c++)
-                    kh[(size_t)c * maxT + past[i] + r] = kr[c];
-                memcpy(vh + (size_t)(past[i] + r) * hs, q + (size_t)r * C3 + 2 * C,
-                       sizeof(float) * hs);
+#pragma omp parallel num_threads(nt)
+    {
+        /* Every new row's key and value into the cache first, then each row attends: the rows
+         * of a long prefill spread over the threads like those of many sequences. */
+#pragma omp for collapse(2) schedule(static)
+        for (int i = 0; i < B; i++)
+            for (int h = 0; h < NH; h++) {
+                float *kh = k + slot[i] * per_slot + h * per_head;
+                float *vh = v + slot[i] * per_slot + h * per_head;
+                for (int r = 0; r < n[i]; r++) {
+                    const float *x = qkv + (size_t)(first[i] + r) * C3 + h * hs;
+                    for (int c = 0; c < hs; c++)
+                        kh[(size_t)c * maxT + past[i] + r] = x[C + c];
+                    memcpy(vh + (size_t)(past[i] + r) * hs, x + 2 * C, sizeof(float) * hs);
+                }
             }
-            float *s = scratch + (size_t)omp_get_thread_num() * KV_QBLOCK * maxT;
-            for (int r0 = 0; r0 < n[i]; r0 += KV_QBLOCK) {
-                int rows = n[i] - r0 < KV_QBLOCK ? n[i] - r0 : KV_QBLOCK;
-                float *o = out + (size_t)(first[i] + r0) * C + h * hs;
-                const float *qr = q + (size_t)r0 * C3;
-                if (rows == 1)
-                    kv_attend_row(o, s, qr, kh, vh, past[i] + r0 + 1, hs, maxT, scale);
-                else
-                    kv_attend_block(o, C, s, qr, C3, kh, vh, past[i] + r0, rows, hs, maxT, scale);
+        float *s = scratch + (size_t)omp_get_thread_num() * maxT;
+#pragma omp for collapse(2) schedule(dynamic, 4)
+        for (int row = 0; row < N; row++)
+            for (int h = 0; h < NH; h++) {
+                int lo = 0, hi = B - 1;
+                while (lo < hi) {
+                    int mid = (lo + hi + 1) / 2;
+                    if (first[mid] <= row)
+                        lo = mid;
+                    else
+                        hi = mid - 1;
+                }
+                int i = lo, at = past[i] + row - first[i];
+                kv_attend_row(out + (size_t)row * C + h * hs, s, qkv + (size_t)row * C3 + h * hs,
+                              k + slot[i] * per_slot + h * per_head,
+                              v + slot[i] * per_slot + h * per_head, at + 1, hs, maxT, scale);
             }
-        }
+    }
 }
 
 void op_attention_kv_fwd_ref(float *out, float *k, float *v, const float *qkv, const int *slot,
@@ -683,8 +682,6 @@ static inline float vsum(const vf16 *x)
  * vectors and a broadcast fill AVX-512's 32 registers. */
 #define DEC_ROWS 6
 #define DEC_COLS 64
-/* Above this many rows BLIS's packing pays for itself. */
-#define DEC_MAX_N 128
 
 /* out[rows, 64] = x[rows, IC] @ w[IC, 64 of OC] (+ bias). rows is a constant
  * once inlined, so the accumulators live in registers. */
@@ -746,10 +743,6 @@ static void dec_rows(float *out, const float *x, const float *w, const float *bi
 void op_matmul_fwd_decode(float *out, const float *inp, const float *w, const float *bias, int N,
                           int IC, int OC)
 {
-    if (N > DEC_MAX_N) {
-        op_matmul_fwd(out, inp, w, bias, N, IC, OC);
-        return;
-    }
     int blocks = OC / DEC_COLS, groups = (N + DEC_ROWS - 1) / DEC_ROWS;
 #pragma omp parallel for collapse(2) schedule(static) if ((long)N * IC * OC > PAR_MIN)
     for (int b = 0; b < blocks; b++)
@@ -768,14 +761,10 @@ void op_matmul_fwd_decode(float *out, const float *inp, const float *w, const fl
         }
 }
 
-/* Above this many rows the LM head goes to BLIS. */
-#define LOGIT_MAX_N 64
-
 /* out[r, 0..3] = h[r] . wte[0..3] for rows r < rows (out has row stride V):
  * four vocabulary rows at a time, so each row of wte is read once per tile. */
-static inline __attribute__((always_inline)) void logit_tile(float *out, const float *h,
-                                                             const float *wte, int rows, int C,
-                                                             int V)
+static inline __attribute__((always_inline)) void
+logit_tile(float *out, const float *h, const float *wte, int rows, int C, int V)
 {
     vf16 acc[4][4];
     for (int r = 0; r < rows; r++)
@@ -808,19 +797,23 @@ static inline __attribute__((always_inline)) void logit_tile(float *out, const f
 static void logit_rows(float *out, const float *h, const float *wte, int rows, int C, int V)
 {
     switch (rows) {
-    case 1: logit_tile(out, h, wte, 1, C, V); break;
-    case 2: logit_tile(out, h, wte, 2, C, V); break;
-    case 3: logit_tile(out, h, wte, 3, C, V); break;
-    default: logit_tile(out, h, wte, 4, C, V); break;
+    case 1:
+        logit_tile(out, h, wte, 1, C, V);
+        break;
+    case 2:
+        logit_tile(out, h, wte, 2, C, V);
+        break;
+    case 3:
+        logit_tile(out, h, wte, 3, C, V);
+        break;
+    default:
+        logit_tile(out, h, wte, 4, C, V);
+        break;
     }
 }
 
 void op_logits_fwd(float *out, const float *hidden, const float *wte, int N, int V, int C)
 {
-    if (N > LOGIT_MAX_N) {
-        tensor_gemm(false, true, N, V, C, 1.0f, hidden, C, wte, C, 0.0f, out, V);
-        return;
-    }
     int blocks = V / 4;
 #pragma omp parallel for schedule(static) if ((long)N * V * C > PAR_MIN)
     for (int b = 0; b < blocks; b++)

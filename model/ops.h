@@ -10,8 +10,8 @@
 #include <stdbool.h>
 
 /* out[N,C] = wte[tokens[i]] + wpe[pos[i]] ; pos NULL means i % T. */
-void op_embed_fwd(float *out, const int *tokens, const int *pos, const float *wte,
-                  const float *wpe, int N, int T, int C);
+void op_embed_fwd(float *out, const int *tokens, const int *pos, const float *wte, const float *wpe,
+                  int N, int T, int C);
 void op_embed_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens, const int *pos,
                   int N, int T, int C);
 
@@ -42,15 +42,15 @@ void op_matmul_bwd_ref(float *dinp, float *dw, float *dbias, const float *dout, 
  * the same seg value, so packed documents never see each other. out[B,T,C].
  * The backward needs scratch of op_attention_scratch(T, threads) floats and
  * runs on at most `threads` threads. */
-void op_attention_fwd(float *out, float *att, const float *qkv, const int *seg, int B, int T,
-                      int C, int NH);
-void op_attention_bwd(float *dqkv, float *scratch, int threads, const float *dout,
-                      const float *att, const float *qkv, int B, int T, int C, int NH);
+void op_attention_fwd(float *out, float *att, const float *qkv, const int *seg, int B, int T, int C,
+                      int NH);
+void op_attention_bwd(float *dqkv, float *scratch, int threads, const float *dout, const float *att,
+                      const float *qkv, int B, int T, int C, int NH);
 long op_attention_scratch(int T, int threads);
 void op_attention_fwd_ref(float *out, float *att, const float *qkv, const int *seg, int B, int T,
                           int C, int NH);
-void op_attention_bwd_ref(float *dqkv, const float *dout, const float *att, const float *qkv,
-                          int B, int T, int C, int NH);
+void op_attention_bwd_ref(float *dqkv, const float *dout, const float *att, const float *qkv, int B,
+                          int T, int C, int NH);
 
 /* GELU, tanh approximation (HF "gelu_new"). */
 void op_gelu_fwd(float *out, const float *inp, long n);
@@ -76,7 +76,11 @@ void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *ta
 /* Row-wise log-softmax statistics for sampling and scoring: lse[N]. */
 void op_logsumexp(float *lse, const float *logits, int N, int V);
 
-/* ---- generation (model/sample.c) ---- */
+/* ---- the KV cache (model/kv.c) ----
+ *
+ * These compute every row with one summation order, whatever N or the rest of the pass: a
+ * row's result depends on its own inputs only, never on the rows beside it (batch invariance,
+ * model/kv.h). None of them calls BLIS. */
 
 /* Attention of new token rows over a KV cache. Sequence i (0 <= i < B) has
  * n[i] >= 1 new rows, consecutive in qkv [N,3C] and out [N,C] (N = sum of n,
@@ -94,15 +98,13 @@ long op_attention_kv_scratch(int maxT, int threads);
 void op_attention_kv_fwd_ref(float *out, float *k, float *v, const float *qkv, const int *slot,
                              const int *past, const int *n, int B, int maxT, int C, int NH);
 
-/* op_matmul_fwd for the few rows of a decode step: BLIS's gemm packs all of w
- * on every call, so a one-row product ran at a fifth of memory bandwidth;
- * this streams w once. N above a few dozen rows goes to op_matmul_fwd. Its
- * _ref twin is op_matmul_fwd_ref. */
+/* op_matmul_fwd for the rows of a KV-cache pass, in tiles of 6 rows x 64 columns: BLIS's gemm
+ * packs all of w on every call, so a one-row product ran at a fifth of memory bandwidth; this
+ * streams w once. Its _ref twin is op_matmul_fwd_ref. */
 void op_matmul_fwd_decode(float *out, const float *inp, const float *w, const float *bias, int N,
                           int IC, int OC);
 
-/* LM head of a few rows: out[N,V] = hidden[N,C] @ wte[V,C]^T, streaming wte
- * once (large N goes to BLIS). */
+/* LM head of a KV-cache pass: out[N,V] = hidden[N,C] @ wte[V,C]^T, streaming wte once. */
 void op_logits_fwd(float *out, const float *hidden, const float *wte, int N, int V, int C);
 void op_logits_fwd_ref(float *out, const float *hidden, const float *wte, int N, int V, int C);
 

@@ -47,7 +47,10 @@ void pl_alloc_fail_at(long n)
     alloc_count = 0;
 }
 
-long pl_alloc_count(void) { return alloc_count; }
+long pl_alloc_count(void)
+{
+    return alloc_count;
+}
 
 /* True when the test hook says this allocation must fail. */
 static int alloc_should_fail(void)
@@ -77,7 +80,10 @@ void *pl_realloc(void *p, size_t n)
     return realloc(p, n ? n : 1);
 }
 
-void pl_free(void *p) { free(p); }
+void pl_free(void *p)
+{
+    free(p);
+}
 
 char *pl_strdup(const char *s)
 {
@@ -149,7 +155,10 @@ void pl_buf_add(struct pl_buf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-void pl_buf_str(struct pl_buf *b, const char *s) { pl_buf_add(b, s, strlen(s)); }
+void pl_buf_str(struct pl_buf *b, const char *s)
+{
+    pl_buf_add(b, s, strlen(s));
+}
 
 void pl_buf_printf(struct pl_buf *b, const char *fmt, ...)
 {
@@ -165,20 +174,67 @@ void pl_buf_printf(struct pl_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Bytes of the valid UTF-8 sequence that starts s[0..n), or minus the length of its maximal
+ * invalid subpart (Unicode's "substitution of maximal subparts", which Python's
+ * errors="replace" and so HF's decoding follow). */
+static int utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    int need;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        lo = c == 0xE0 ? 0xA0 : lo; /* no overlong forms */
+        hi = c == 0xED ? 0x9F : hi; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        lo = c == 0xF0 ? 0x90 : lo;
+        hi = c == 0xF4 ? 0x8F : hi; /* nothing past U+10FFFF */
+    } else {
+        return -1;
+    }
+    for (int k = 1; k <= need; k++) {
+        if ((size_t)k >= n || s[k] < lo || s[k] > hi)
+            return -k;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return need + 1;
+}
+
 void pl_buf_json(struct pl_buf *b, const char *s, size_t n)
 {
+    const unsigned char *u = (const unsigned char *)s;
     pl_buf_add(b, "\"", 1);
     size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        if (c >= 0x80) {
+            int len = utf8_seq(u + i, n - i);
+            if (len > 0) {
+                i += (size_t)len;
+                continue;
+            }
+            pl_buf_add(b, s + run, i - run);
+            pl_buf_add(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+            i += (size_t)-len;
+            run = i;
+            continue;
+        }
+        i++;
         if (c != '"' && c != '\\' && c >= 0x20)
             continue;
-        pl_buf_add(b, s + run, i - run);
+        pl_buf_add(b, s + run, i - 1 - run);
         if (c == '"' || c == '\\')
             pl_buf_printf(b, "\\%c", c);
+        else if (c == '\n' || c == '\r' || c == '\t')
+            pl_buf_printf(b, "\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
         else
             pl_buf_printf(b, "\\u%04x", c);
-        run = i + 1;
+        run = i;
     }
     pl_buf_add(b, s + run, n - run);
     pl_buf_add(b, "\"", 1);
@@ -234,7 +290,10 @@ void pl_rng_seed(struct pl_rng *r, uint64_t seed)
         r->s[i] = splitmix64(&seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t pl_rng_next(struct pl_rng *r)
 {
@@ -250,7 +309,10 @@ uint64_t pl_rng_next(struct pl_rng *r)
     return result;
 }
 
-double pl_rng_uniform(struct pl_rng *r) { return (double)(pl_rng_next(r) >> 11) * 0x1.0p-53; }
+double pl_rng_uniform(struct pl_rng *r)
+{
+    return (double)(pl_rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 float pl_rng_normal(struct pl_rng *r)
 {

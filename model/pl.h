@@ -63,8 +63,7 @@ void pl_alloc_fail_at(long n);
 long pl_alloc_count(void);
 
 /* Internal invariants only; never for user data. */
-#define PL_ASSERT(cond)                                                                            \
-    ((cond) ? (void)0 : pl_assert_fail(#cond, __FILE__, __LINE__))
+#define PL_ASSERT(cond) ((cond) ? (void)0 : pl_assert_fail(#cond, __FILE__, __LINE__))
 _Noreturn void pl_assert_fail(const char *cond, const char *file, int line);
 
 /* A growable string, always NUL-terminated once anything (even "") was
@@ -78,8 +77,11 @@ struct pl_buf {
 void pl_buf_add(struct pl_buf *b, const char *s, size_t n);
 void pl_buf_str(struct pl_buf *b, const char *s);
 void pl_buf_printf(struct pl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* s[0, n) as a quoted JSON string: quote, backslash and bytes below 0x20
- * escaped; other bytes pass as they are (UTF-8, or raw bytes a caller keeps). */
+/* s[0, n) as a quoted JSON string that strict readers accept: quote, backslash and bytes below
+ * 0x20 escaped (newline, return and tab as \n, \r, \t), valid UTF-8 kept as it is, and each
+ * maximal invalid subpart (a stray byte, a cut-short or overlong sequence, a surrogate) replaced
+ * by U+FFFD, as HF's decoding with errors="replace" does. Model text may hold any bytes: keep
+ * its exact token ids beside it. */
 void pl_buf_json(struct pl_buf *b, const char *s, size_t n);
 void pl_buf_release(struct pl_buf *b);
 
@@ -102,7 +104,7 @@ struct pl_rng {
 };
 void pl_rng_seed(struct pl_rng *r, uint64_t seed);
 uint64_t pl_rng_next(struct pl_rng *r);
-double pl_rng_uniform(struct pl_rng *r);  /* [0, 1) */
-float pl_rng_normal(struct pl_rng *r);    /* N(0, 1) */
+double pl_rng_uniform(struct pl_rng *r); /* [0, 1) */
+float pl_rng_normal(struct pl_rng *r);   /* N(0, 1) */
 
 #endif

@@ -1,73 +1,24 @@
-/* sample: generation with a KV cache (DESIGN.md section 9).
+/* sample: decoding on top of the KV cache (model/kv.h, DESIGN.md section 9): greedy,
+ * sampling (temperature, top-k, top-p) and beam search, for many prompts with K completions
+ * each, stop strings, and hooks that see each token and each finished prompt. It knows nothing
+ * of files, options or progress displays: `plumb generate` and `plumb sample` are cmd/gen.h.
  *
- * struct sample_cache holds the keys and values of up to max_seqs sequences
- * ("slots") of one frozen model and runs the model over new tokens of any set
- * of slots in one pass: whole prompts (prefill) and single tokens (decode)
- * alike, so a batch never waits for its slowest member. sample_cache_fork
- * copies a slot's tokens into another, so the K samples of a prompt, or the
- * choices of a multiple-choice question, share one prefill of their prefix.
+ * Completion k of the prompt with index i draws from its own RNG seeded with (seed, i * K + k),
+ * and the cache computes every sequence's logits with the same bits whatever the batch holds,
+ * so a seed gives the same tokens and the same log-probabilities whatever the batch size, the
+ * other prompts, or where a run was resumed. Every token comes with its exact log-probability
+ * under the distribution it was drawn from (what PPO needs).
  *
- * struct sample_ctx generates on top of it: greedy, sampling (temperature,
- * top-k, top-p) and beam search, for many prompts with K completions each.
- * Completion k of the prompt with index i draws from its own RNG seeded with
- * (seed, i * K + k), so a seed gives the same text whatever the batch size,
- * and every token comes with its exact log-probability under the
- * distribution it was drawn from (what PPO needs).
- *
- * sample_text and sample_file are `plumb generate` and `plumb sample`.
  * Everything is allocated at init; nothing allocates per token. */
 #ifndef SAMPLE_H
 #define SAMPLE_H
 
 #include "gpt.h"
+#include "kv.h"
 #include "pl.h"
 #include "tok.h"
 
 #include <stdint.h>
-#include <stdio.h>
-
-/* ---- the KV cache ---- */
-
-struct sample_cache {
-    const struct gpt *m; /* borrowed: outlives the cache; only its weights are read */
-    int max_seqs, max_len, max_rows;
-    /* [max_seqs] tokens each slot holds. Lowering len[s] forgets the tokens past
-     * it (0 empties the slot); raising it is not allowed. */
-    int *len;
-    /* [max_seqs, V]: after sample_cache_extend, row i holds the logits that
-     * follow the last new token of the i-th sequence passed. */
-    float *logits;
-    long rows; /* token rows run through the model so far */
-    /* Internal. */
-    float *kv; /* [L][k|v][max_seqs][NH], keys [C/NH][max_len], values [max_len][C/NH] */
-    size_t kv_floats;
-    float *work; /* activations of max_rows rows */
-    size_t work_floats;
-    int *ibuf; /* [max_rows] positions, [max_seqs] tokens each slot held before */
-    int threads;
-};
-
-/* Allocate for m (frozen or not: its activations are not used), max_seqs
- * slots of max_len tokens (<= n_positions), at most max_rows new tokens per
- * sample_cache_extend (>= max_seqs). c is releasable on failure.
- * Errors: PL_EINVAL (sizes), PL_ENOMEM. */
-int sample_cache_init(struct sample_cache *c, const struct gpt *m, int max_seqs, int max_len,
-                      int max_rows, struct pl_err *err);
-/* Safe on a zeroed struct and twice. */
-void sample_cache_release(struct sample_cache *c);
-
-/* Append count[i] >= 1 tokens to slot[i] for i < n (distinct slots) and run
- * the model over them in one pass; tokens holds them all, sequence after
- * sequence. Fills c->logits rows 0..n-1. Errors (nothing changes): PL_EINVAL
- * for a bad slot, a token id outside the vocabulary, more than max_rows
- * tokens, or a slot that would pass max_len. */
-int sample_cache_extend(struct sample_cache *c, int n, const int *slot, const int *count,
-                        const int *tokens, struct pl_err *err);
-
-/* Make slot dst hold exactly what slot src holds (dst != src). */
-void sample_cache_fork(struct sample_cache *c, int dst, int src);
-
-/* ---- decoding ---- */
 
 enum sample_finish {
     SAMPLE_RUNNING = 0,
@@ -146,7 +97,7 @@ struct sample_ctx {
     const struct gpt *m;   /* borrowed */
     const struct tok *tok; /* borrowed, may be NULL: then no text and no stop strings */
     struct sample_opts o;
-    struct sample_cache cache;
+    struct kv_cache cache;
     long tokens; /* tokens generated so far */
     /* Internal. */
     int width;                      /* slots a prompt uses: n, or beam */
@@ -164,7 +115,9 @@ struct sample_ctx {
 
 /* Ready s to generate with m (and tok, may be NULL) under o, which is
  * copied (o->stop stays borrowed). s is releasable on failure.
- * Errors: PL_EINVAL (sample_opts_check), PL_ENOMEM. */
+ * Errors: PL_EINVAL (sample_opts_check; stop strings without a tokenizer; a
+ * tokenizer with fewer tokens than the model's vocabulary, whose last ids
+ * would have no text), PL_ENOMEM. */
 int sample_init(struct sample_ctx *s, const struct gpt *m, const struct tok *tok,
                 const struct sample_opts *o, struct pl_err *err);
 /* Safe on a zeroed struct and twice. */
@@ -178,34 +131,5 @@ void sample_release(struct sample_ctx *s);
  * leaves no room in max_len), or what a done hook returned. */
 int sample_generate(struct sample_ctx *s, const struct sample_prompt *prompts, int n_prompts,
                     const struct sample_hooks *hooks, struct pl_err *err);
-
-/* ---- the commands ---- */
-
-/* `plumb generate`: load the model in dir, encode prompt, and write its o->n
- * completions to out, streaming the first as it is generated (a header line
- * "--- completion k of n ---" before each when n > 1; with beam search each
- * is written when done). o->max_len 0 sizes the cache to the prompt; the
- * batch shrinks to the prompt's sequences.
- * Errors: those of ckpt_load and tok_load, PL_EINVAL for a prompt too long
- * or with ids outside the model's vocabulary, PL_EIO writing out. */
-int sample_text(const char *dir, const char *prompt, const struct sample_opts *o, FILE *out,
-                struct pl_err *err);
-
-/* `plumb sample`: for each {"id", "prompt"} of prompts_path write one line
- * {"id", "prompt", "completions": [o->n texts], "tokens": [[ids]],
- *  "logprobs": [[per token]], "finish": ["eos"|"stop"|"length"], "model": dir}
- * to out_path, flushed and fsync'd per prompt. Resumable: prompts whose id is
- * already in out_path are skipped; a last line cut short by a crash (no
- * newline) is dropped and redone. Every prompt is read and checked before
- * the first is generated, so bad input leaves out_path as it was. The RNG
- * index of a prompt is its place in the file, so a resumed run writes what
- * an uninterrupted one would have. o->max_len 0 fits the longest prompt.
- * progress (may be NULL) gets a progress bar: "\r"-updated on a terminal,
- * a plain line every few seconds otherwise. Errors name the file and line:
- * PL_EFORMAT for a bad record, a duplicate id, a prompt with token ids the
- * model lacks or too long for its context, an empty file ("PATH: no
- * records"), a bad line in out_path; PL_ENOTFOUND, PL_EIO, PL_ENOMEM. */
-int sample_file(const char *dir, const char *prompts_path, const char *out_path,
-                const struct sample_opts *o, FILE *progress, struct pl_err *err);
 
 #endif

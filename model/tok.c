@@ -1,5 +1,5 @@
 #include "tok.h"
-#include "datasets/ds.h"
+#include "io.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <cjson/cJSON.h>
@@ -94,14 +94,6 @@ static void put_symbols(FILE *f, const char *s, size_t n, int json)
 }
 
 /* ---- files ---- */
-
-static int join_path(char *buf, size_t cap, const char *dir, const char *name, struct pl_err *err)
-{
-    int n = snprintf(buf, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return pl_errf(err, PL_EINVAL, "path too long: '%s/%s'", dir, name);
-    return PL_OK;
-}
 
 static int file_exists(const char *path)
 {
@@ -199,7 +191,7 @@ static int strtab_find(const struct tok *t, const struct strtab *st, const char 
 static int load_vocab(struct tok *t, struct strtab *st, const char *path, struct pl_err *err)
 {
     cJSON *root;
-    int rc = ds_json_load(path, &root, err);
+    int rc = io_json_load(path, &root, err);
     if (rc)
         return rc;
     const cJSON **by_id = NULL;
@@ -296,15 +288,11 @@ static uint64_t pair_key(int32_t left, int32_t right)
  * "#version" line, one "left right" pair a line, best first. */
 static int load_merges(struct tok *t, const struct strtab *st, const char *path, struct pl_err *err)
 {
-    struct ds_text file;
-    char *sym = NULL;
-    int rc = ds_text_init(&file, path, err);
-    if (rc) {
-        ds_text_release(&file);
+    char *data = NULL, *sym = NULL;
+    size_t len = 0;
+    int rc = io_read_file(path, &data, &len, err);
+    if (rc)
         return rc;
-    }
-    char *data = file.data;
-    size_t len = file.len;
     size_t lines = 1;
     for (size_t i = 0; i < len; i++)
         lines += data[i] == '\n';
@@ -380,7 +368,7 @@ static int load_merges(struct tok *t, const struct strtab *st, const char *path,
     }
 out:
     pl_free(sym);
-    ds_text_release(&file);
+    pl_free(data);
     return rc;
 }
 
@@ -446,48 +434,39 @@ int tok_load(struct tok *t, const char *dir, struct pl_err *err)
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return pl_errf(err, PL_ENOTFOUND, "model folder '%s' not found", dir);
     for (int i = 0; i < 2; i++) {
-        char vocab[4096], merges[4096];
-        int rc = join_path(vocab, sizeof vocab, dir, names[i][0], err);
-        if (!rc)
-            rc = join_path(merges, sizeof merges, dir, names[i][1], err);
-        if (rc)
+        char *vocab = io_path_join(dir, names[i][0]), *merges = io_path_join(dir, names[i][1]);
+        int rc = vocab && merges ? PL_OK : pl_oom(err, "file name");
+        int have_vocab = rc == PL_OK && file_exists(vocab);
+        int have_merges = rc == PL_OK && file_exists(merges);
+        if (rc == PL_OK && have_vocab && have_merges)
+            rc = load_bpe(t, vocab, merges, err);
+        else if (rc == PL_OK && have_vocab != have_merges)
+            rc = pl_errf(err, PL_ENOTFOUND, "'%s' has no '%s' beside it",
+                         have_vocab ? vocab : merges, names[i][have_vocab]);
+        pl_free(vocab);
+        pl_free(merges);
+        if (rc != PL_OK || (have_vocab && have_merges))
             return rc;
-        int have_vocab = file_exists(vocab), have_merges = file_exists(merges);
-        if (have_vocab && have_merges)
-            return load_bpe(t, vocab, merges, err);
-        if (have_vocab != have_merges)
-            return pl_errf(err, PL_ENOTFOUND, "'%s' has no '%s' beside it",
-                           have_vocab ? vocab : merges, names[i][have_vocab]);
     }
     return tok_init_byte(t, err);
 }
 
 /* ---- saving ---- */
 
-/* Write dir/name through a temporary file so a reader never sees half a file. */
+/* Write dir/name atomically and durably: a reader never sees half a file. */
 static int save_file(const struct tok *t, const char *dir, const char *name,
                      void (*write)(const struct tok *, FILE *), struct pl_err *err)
 {
-    char path[4096], tmp[4096];
-    int rc = join_path(path, sizeof path, dir, name, err);
-    if (!rc && snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        rc = pl_errf(err, PL_EINVAL, "path too long: '%s.tmp'", path);
-    if (rc)
-        return rc;
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return pl_errf(err, PL_EIO, "cannot write '%s': %s", tmp, strerror(errno));
-    write(t, f);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        rc = pl_errf(err, PL_EIO, "cannot write '%s': %s", tmp, strerror(errno));
-        remove(tmp);
-        return rc;
+    char *path = io_path_join(dir, name);
+    if (!path)
+        return pl_oom(err, "file name");
+    struct io_out o;
+    int rc = io_out_open(&o, path, err);
+    if (rc == PL_OK) {
+        write(t, o.f);
+        rc = io_out_commit(&o, err);
     }
-    if (rename(tmp, path) != 0) {
-        rc = pl_errf(err, PL_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        remove(tmp);
-    }
+    pl_free(path);
     return rc;
 }
 
@@ -784,168 +763,4 @@ int tok_decode(const struct tok *t, char **text, size_t *len, const int *ids, si
     *text = s;
     *len = total;
     return PL_OK;
-}
-
-/* ---- plumb tokenize ---- */
-
-static void put_json_string(FILE *f, const char *s, size_t n)
-{
-    putc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = c == '"'    ? "\\\""
-                          : c == '\\' ? "\\\\"
-                          : c == '\n' ? "\\n"
-                          : c == '\r' ? "\\r"
-                          : c == '\t' ? "\\t"
-                                      : NULL;
-        if (esc)
-            fputs(esc, f);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            putc(c, f); /* invalid UTF-8 goes out as it is: JSON cannot say raw bytes */
-    }
-    putc('"', f);
-}
-
-static void put_ids(FILE *f, const int *ids, size_t n)
-{
-    putc('[', f);
-    for (size_t i = 0; i < n; i++)
-        fprintf(f, i ? ",%d" : "%d", ids[i]);
-    fputs("]\n", f);
-}
-
-static int check_output(FILE *out, struct pl_err *err)
-{
-    return ferror(out) ? pl_errf(err, PL_EIO, "cannot write output: %s", strerror(errno)) : PL_OK;
-}
-
-static int blank(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!strchr(" \t\r", s[i]))
-            return 0;
-    return 1;
-}
-
-/* Parse json[0 .. len) as ids (an array, or an object with field "tokens")
- * into out, replacing its contents. where prefixes messages. */
-static int parse_ids(const struct tok *t, struct tok_buf *out, const char *json, size_t len,
-                     const char *where, struct pl_err *err)
-{
-    /* cJSON would stop at a NUL and read half the line. */
-    cJSON *root = memchr(json, '\0', len) ? NULL : cJSON_ParseWithLength(json, len);
-    if (!root)
-        return pl_errf(err, PL_EFORMAT, "%s: not valid JSON", where);
-    const cJSON *a = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "tokens") : root;
-    int rc = PL_OK;
-    out->n = 0;
-    if (!cJSON_IsArray(a)) {
-        rc = pl_errf(err, PL_EFORMAT, "%s: expected an array of token ids or {\"tokens\": [...]}",
-                     where);
-    } else {
-        rc = grow((void **)&out->ids, &out->cap, (size_t)cJSON_GetArraySize(a), sizeof *out->ids,
-                  err);
-        for (const cJSON *it = a->child; it && !rc; it = it->next) {
-            double v = it->valuedouble;
-            if (!cJSON_IsNumber(it) || v != floor(v))
-                rc = pl_errf(err, PL_EFORMAT, "%s: expected an array of integer token ids", where);
-            else if (v < 0 || v >= t->vocab_size)
-                rc = pl_errf(err, PL_EFORMAT, "%s: token id %.0f out of range (vocab size %d)",
-                             where, v, t->vocab_size);
-            else
-                out->ids[out->n++] = (int)v;
-        }
-    }
-    cJSON_Delete(root);
-    return rc;
-}
-
-int tok_encode_text(const struct tok *t, FILE *out, const char *text, size_t len, unsigned flags,
-                    struct pl_err *err)
-{
-    struct tok_buf b = {0};
-    int rc = tok_encode(t, &b, text, len, flags, err);
-    if (!rc) {
-        put_ids(out, b.ids, b.n);
-        rc = check_output(out, err);
-    }
-    tok_buf_release(&b);
-    return rc;
-}
-
-int tok_decode_text(const struct tok *t, FILE *out, const char *json, const char *where,
-                    struct pl_err *err)
-{
-    struct tok_buf b = {0};
-    char *text = NULL;
-    size_t len;
-    int rc = parse_ids(t, &b, json, strlen(json), where, err);
-    if (!rc)
-        rc = tok_decode(t, &text, &len, b.ids, b.n, err);
-    if (!rc) {
-        fwrite(text, 1, len, out);
-        putc('\n', out);
-        rc = check_output(out, err);
-    }
-    pl_free(text);
-    tok_buf_release(&b);
-    return rc;
-}
-
-int tok_encode_jsonl(const struct tok *t, FILE *out, const char *path, unsigned flags,
-                     struct pl_err *err)
-{
-    struct tok_buf b = {0};
-    struct ds_jsonl in;
-    cJSON *obj = NULL;
-    const char *text;
-    int rc = ds_jsonl_init(&in, path, 0, err);
-    while (!rc && !(rc = ds_jsonl_next(&in, &obj, NULL, err)) && obj) {
-        b.n = 0;
-        rc = ds_get_str(&in, obj, "text", &text, err);
-        if (!rc)
-            rc = tok_encode(t, &b, text, strlen(text), flags, err);
-        if (!rc)
-            put_ids(out, b.ids, b.n);
-        cJSON_Delete(obj);
-    }
-    if (!rc)
-        rc = check_output(out, err);
-    ds_jsonl_release(&in);
-    tok_buf_release(&b);
-    return rc;
-}
-
-int tok_decode_jsonl(const struct tok *t, FILE *out, const char *path, struct pl_err *err)
-{
-    struct tok_buf b = {0};
-    struct ds_lines in;
-    const char *line;
-    char *text = NULL;
-    size_t len, text_len;
-    int rc = ds_lines_init(&in, path, err);
-    while (!rc && !(rc = ds_lines_next(&in, &line, &len, err)) && line) {
-        if (blank(line, len))
-            continue;
-        char where[4200];
-        snprintf(where, sizeof where, "%s:%ld", path, in.lineno);
-        rc = parse_ids(t, &b, line, len, where, err);
-        if (!rc)
-            rc = tok_decode(t, &text, &text_len, b.ids, b.n, err);
-        if (rc)
-            break;
-        fputs("{\"text\":", out);
-        put_json_string(out, text, text_len);
-        fputs("}\n", out);
-        pl_free(text);
-        text = NULL;
-    }
-    if (!rc)
-        rc = check_output(out, err);
-    ds_lines_release(&in);
-    tok_buf_release(&b);
-    return rc;
 }

@@ -16,7 +16,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 enum tok_kind { TOK_BYTE = 1, TOK_BPE = 2 };
 
@@ -62,7 +61,9 @@ int tok_init_byte(struct tok *t, struct pl_err *err);
  * else dir/encoder.json + dir/vocab.bpe, else the byte tokenizer. Errors:
  * PL_ENOTFOUND (dir missing, or one file of a pair without the other), PL_EIO,
  * PL_EFORMAT with "path:line: why" (or "path: token 'x': why" inside JSON),
- * PL_ENOMEM. t is releasable even on failure. */
+ * PL_ENOMEM. t is releasable even on failure. This reads the folder alone: a
+ * command running a model loads both with ckpt_load_model, which also checks
+ * the tokenizer against config.json (no byte fallback for a "gpt2" model). */
 int tok_load(struct tok *t, const char *dir, struct pl_err *err);
 
 /* Free everything t owns; safe on a zeroed struct and twice. */
@@ -99,22 +100,5 @@ static inline int tok_eos(const struct tok *t)
 {
     return t->eos;
 }
-
-/* `plumb tokenize`. The encode functions write one JSON array of ids a line
- * ("[464,3290]"): tok_encode_text for text[0 .. len), tok_encode_jsonl for each
- * record {"text": "..."} of the JSONL file at path. tok_decode_text reads one
- * JSON array of ids (or {"tokens": [...]}) and writes the raw text and a newline;
- * tok_decode_jsonl reads one such value a line and writes {"text": "..."} a line
- * (invalid UTF-8 goes out as raw bytes). Input files may be gzip-compressed;
- * blank lines are skipped. Errors: PL_EFORMAT "path:line: why" (where for the
- * text functions: "--text: not valid JSON"), including ids outside the vocabulary;
- * PL_ENOTFOUND or PL_EIO for files; PL_ENOMEM. Output already written stays. */
-int tok_encode_text(const struct tok *t, FILE *out, const char *text, size_t len, unsigned flags,
-                    struct pl_err *err);
-int tok_encode_jsonl(const struct tok *t, FILE *out, const char *path, unsigned flags,
-                     struct pl_err *err);
-int tok_decode_text(const struct tok *t, FILE *out, const char *json, const char *where,
-                    struct pl_err *err);
-int tok_decode_jsonl(const struct tok *t, FILE *out, const char *path, struct pl_err *err);
 
 #endif

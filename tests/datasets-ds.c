@@ -60,22 +60,22 @@ static void is_error(int rc, const struct pl_err *err, int code, const char *pat
 static void test_jsonl_iteration(void)
 {
     const char *path = fixture("iter.jsonl", "{\"a\": 1}\n\n  \n{\"a\": 2}\r\n[1, 2]\n");
-    struct ds_jsonl r;
+    struct io_jsonl r;
     struct pl_err err = {0};
     cJSON *obj = NULL;
     long line = 0;
-    int rc = ds_jsonl_init(&r, path, 0, &err);
+    int rc = io_jsonl_init(&r, path, 0, &err);
     tap_is_int(rc, PL_OK, "jsonl: open");
-    rc = ds_jsonl_next(&r, &obj, &line, &err);
+    rc = io_jsonl_next(&r, &obj, &line, &err);
     tap_ok(rc == PL_OK && obj && line == 1, "jsonl: first object on line 1");
     cJSON_Delete(obj);
-    rc = ds_jsonl_next(&r, &obj, &line, &err);
+    rc = io_jsonl_next(&r, &obj, &line, &err);
     tap_ok(rc == PL_OK && obj && line == 4, "jsonl: blank lines skipped, CRLF accepted, line 4");
     cJSON_Delete(obj);
-    rc = ds_jsonl_next(&r, &obj, &line, &err);
+    rc = io_jsonl_next(&r, &obj, &line, &err);
     is_error(rc, &err, PL_EFORMAT, path, ":5: not a JSON object", "jsonl: an array line");
-    ds_jsonl_release(&r);
-    ds_jsonl_release(&r);
+    io_jsonl_release(&r);
+    io_jsonl_release(&r);
 }
 
 static void test_sft_errors(void)
@@ -166,6 +166,36 @@ static void test_prompts(void)
     is_error(rc, &err, PL_EFORMAT, path, ":1: field 'id': expected a string",
              "prompts: numeric id");
     ds_prompts_release(&set);
+
+    path = fixture("prompts-dup.jsonl", "{\"id\": \"a\", \"prompt\": \"x\"}\n\n"
+                                        "{\"id\": \"b\", \"prompt\": \"y\"}\n"
+                                        "{\"id\": \"a\", \"prompt\": \"z\"}\n");
+    rc = ds_prompts_init(&set, path, 0, &err);
+    is_error(rc, &err, PL_EFORMAT, path, ":4: field 'id': duplicate id 'a' (first on line 1)",
+             "prompts: a repeated id names both lines");
+    ds_prompts_release(&set);
+    rc = ds_prompts_init(&set, path, IO_SKIP_BAD_LINES, &err);
+    tap_ok(rc == PL_OK && set.n == 2 && set.skipped == 1 && set.recs[1].line == 3 &&
+               ds_prompts_find(&set, "b") == 1 && ds_prompts_find(&set, "a") == 0 &&
+               ds_prompts_find(&set, "z") == -1,
+           "prompts: the repeat skipped; lines and the id index kept");
+    ds_prompts_release(&set);
+
+    /* Enough ids to grow the index several times. */
+    struct pl_buf b = {0};
+    for (int i = 0; i < 1000; i++)
+        pl_buf_printf(&b, "{\"id\": \"q%d\", \"prompt\": \"p\"}\n", i);
+    path = fixture_n("prompts-many.jsonl", b.p, b.len);
+    pl_buf_release(&b);
+    rc = ds_prompts_init(&set, path, 0, &err);
+    int found = 0;
+    for (int i = 0; rc == PL_OK && i < 1000; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "q%d", i);
+        found += ds_prompts_find(&set, id) == i;
+    }
+    tap_is_int(found, 1000, "prompts: 1000 ids all found at their index");
+    ds_prompts_release(&set);
 }
 
 static void test_hh_split(void)
@@ -234,19 +264,19 @@ static void test_skip_bad_lines(void)
                                              "{\"prompt\": \"d\", \"response\": \"3\"}\n");
     struct ds_sft set;
     struct pl_err err = {0};
-    int rc = ds_sft_init(&set, path, DS_SKIP_BAD_LINES, &err);
+    int rc = ds_sft_init(&set, path, IO_SKIP_BAD_LINES, &err);
     tap_ok(rc == PL_OK && set.n == 3 && set.skipped == 3, "skip: 3 kept, 3 skipped (%zu, %ld)",
            set.n, set.skipped);
     tap_ok(rc == PL_OK && strcmp(set.recs[2].prompt, "d") == 0, "skip: order kept");
     ds_sft_release(&set);
 
     path = fixture("skip-all.jsonl", "nope\n{\"prompt\": 1}\n");
-    rc = ds_sft_init(&set, path, DS_SKIP_BAD_LINES, &err);
+    rc = ds_sft_init(&set, path, IO_SKIP_BAD_LINES, &err);
     is_error(rc, &err, PL_EFORMAT, path, ": no records", "skip: nothing left");
     ds_sft_release(&set);
 
     path = fixture("skip.csv", "prompt,response\na,1\nb,2,extra\nc,3\n");
-    rc = ds_sft_init(&set, path, DS_SKIP_BAD_LINES, &err);
+    rc = ds_sft_init(&set, path, IO_SKIP_BAD_LINES, &err);
     tap_ok(rc == PL_OK && set.n == 2 && set.skipped == 1, "skip: csv row counted");
     ds_sft_release(&set);
 }
@@ -332,15 +362,15 @@ static void test_text_and_json(void)
 
     cJSON *doc = NULL;
     path = fixture("doc.json", "{\n  \"principles\": [\n    {\"name\": \"x\"}\n  ]\n}\n");
-    rc = ds_json_load(path, &doc, &err);
+    rc = io_json_load(path, &doc, &err);
     tap_ok(rc == PL_OK && cJSON_IsArray(cJSON_GetObjectItem(doc, "principles")), "json: loaded");
     cJSON_Delete(doc);
     path = fixture("bad.json", "{\n  \"a\": 1,\n  \"b\": ]\n}\n");
-    rc = ds_json_load(path, &doc, &err);
+    rc = io_json_load(path, &doc, &err);
     is_error(rc, &err, PL_EFORMAT, path, ":3: not valid JSON", "json: error line");
     tap_ok(doc == NULL, "json: nothing returned on error");
     path = fixture("blank.json", " \n");
-    rc = ds_json_load(path, &doc, &err);
+    rc = io_json_load(path, &doc, &err);
     is_error(rc, &err, PL_EFORMAT, path, ": empty file", "json: empty file");
 }
 
@@ -376,7 +406,7 @@ static int load_sft(const char *path, struct pl_err *err)
 static int load_sft_skip(const char *path, struct pl_err *err)
 {
     struct ds_sft set;
-    int rc = ds_sft_init(&set, path, DS_SKIP_BAD_LINES, err);
+    int rc = ds_sft_init(&set, path, IO_SKIP_BAD_LINES, err);
     ds_sft_release(&set);
     return rc;
 }
@@ -408,7 +438,7 @@ static int load_text(const char *path, struct pl_err *err)
 static int load_json(const char *path, struct pl_err *err)
 {
     cJSON *doc = NULL;
-    int rc = ds_json_load(path, &doc, err);
+    int rc = io_json_load(path, &doc, err);
     cJSON_Delete(doc);
     return rc;
 }

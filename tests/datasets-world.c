@@ -67,6 +67,46 @@ static void test_determinism(void)
     }
 }
 
+/* FNV-1a, 64 bits. */
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* "The same seed writes the same bytes on every machine": seed 1's files against sizes and
+ * hashes committed here (from plumb 0.1.0's world, hashed apart from this test). A change of
+ * the RNG, of an iteration order, of libm or of the JSON writer shows up here first. */
+static void test_known_bytes(void)
+{
+    static const struct {
+        const char *file;
+        size_t len;
+        uint64_t fnv;
+    } want[] = {
+        {"world.json", 21629, 0x19b357a08d28b570ull},
+        {"corpus.txt", 204349, 0x5a4f857df415b44eull},
+        {"sft.jsonl", 66931, 0x55ac114d69f9ed45ull},
+        {"sft_eval.jsonl", 21206, 0x3c612e8c062382eaull},
+        {"prompts.jsonl", 71378, 0x2964e15c7610197full},
+        {"qa_eval.jsonl", 24202, 0x50f6a99047f3e23aull},
+        {"mc_eval.jsonl", 30666, 0xe93cb32df5399771ull},
+        {"bias_pairs.jsonl", 6604, 0xb6bea03a97e1aeb8ull},
+        {"constitution.json", 1849, 0xa9c9585e53c22ddcull},
+        {"annotators.json", 560, 0x5c8ff68a208d82f3ull},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        struct ds_text t = slurp("a", want[i].file);
+        uint64_t h = fnv1a(t.data, t.len);
+        tap_ok(t.len == want[i].len && h == want[i].fnv,
+               "seed 1 %s: %zu bytes, FNV-1a %016llx (committed: %zu, %016llx)", want[i].file,
+               t.len, (unsigned long long)h, want[i].len, (unsigned long long)want[i].fnv);
+        ds_text_release(&t);
+    }
+}
+
 /* ---- world.json, read back ---- */
 
 struct truth {
@@ -90,7 +130,7 @@ static int load_truth(struct truth *t)
 {
     struct pl_err err = {0};
     memset(t, 0, sizeof *t);
-    int rc = ds_json_load(path_in("a", "world.json"), &t->doc, &err);
+    int rc = io_json_load(path_in("a", "world.json"), &t->doc, &err);
     if (rc)
         tap_diag("%s", err.msg);
     t->places = cJSON_GetObjectItemCaseSensitive(t->doc, "places");
@@ -128,14 +168,14 @@ static void test_truth(const struct truth *t)
 static int each_object(const char *file, bool (*check)(const cJSON *o, const struct truth *t),
                        const struct truth *t, long *count)
 {
-    struct ds_jsonl r;
+    struct io_jsonl r;
     struct pl_err err = {0};
     int failed = 0;
     *count = 0;
-    int rc = ds_jsonl_init(&r, path_in("a", file), 0, &err);
+    int rc = io_jsonl_init(&r, path_in("a", file), 0, &err);
     while (rc == PL_OK) {
         cJSON *obj = NULL;
-        rc = ds_jsonl_next(&r, &obj, NULL, &err);
+        rc = io_jsonl_next(&r, &obj, NULL, &err);
         if (rc || !obj)
             break;
         (*count)++;
@@ -148,7 +188,7 @@ static int each_object(const char *file, bool (*check)(const cJSON *o, const str
     }
     if (rc)
         tap_diag("%s", err.msg);
-    ds_jsonl_release(&r);
+    io_jsonl_release(&r);
     return rc ? -1 : failed;
 }
 
@@ -231,7 +271,7 @@ static void test_json_files(void)
 {
     cJSON *doc = NULL;
     struct pl_err err = {0};
-    int rc = ds_json_load(path_in("a", "constitution.json"), &doc, &err);
+    int rc = io_json_load(path_in("a", "constitution.json"), &doc, &err);
     const cJSON *principles = cJSON_GetObjectItemCaseSensitive(doc, "principles"), *p;
     int good = 0, n = 0;
     cJSON_ArrayForEach(p, principles)
@@ -247,7 +287,7 @@ static void test_json_files(void)
            n);
     cJSON_Delete(doc);
 
-    rc = ds_json_load(path_in("a", "annotators.json"), &doc, &err);
+    rc = io_json_load(path_in("a", "annotators.json"), &doc, &err);
     const cJSON *annotators = cJSON_GetObjectItemCaseSensitive(doc, "annotators"), *a;
     good = n = 0;
     cJSON_ArrayForEach(a, annotators)
@@ -388,12 +428,13 @@ static void test_group_skew(const struct truth *t)
 static void test_failures(void)
 {
     struct pl_err err = {0};
-    const char *bad = path_in("no/such", NULL);
+    /* Missing parents are created; a folder under a file cannot be. */
+    const char *bad = path_in("a/corpus.txt/world", NULL);
     char want[4200];
     int rc = ds_world_write(bad, 1, &err);
-    snprintf(want, sizeof want, "cannot create '%s': No such file or directory", bad);
-    tap_is_int(rc, PL_EIO, "missing parent directory: code");
-    tap_is_str(err.msg, want, "missing parent directory: message");
+    snprintf(want, sizeof want, "cannot create folder '%s': Not a directory", bad);
+    tap_is_int(rc, PL_EIO, "a folder under a file: code");
+    tap_is_str(err.msg, want, "a folder under a file: message");
 
     pl_alloc_fail_at(-1);
     rc = ds_world_write(path_in("d", NULL), 3, &err);
@@ -437,6 +478,7 @@ int main(void)
     if (!mkdtemp(base))
         tap_skip_all("cannot make a temporary directory");
     test_determinism();
+    test_known_bytes();
     struct truth t;
     if (load_truth(&t) == PL_OK) {
         test_truth(&t);

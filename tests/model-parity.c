@@ -61,6 +61,10 @@ static double rel_diff(const float *got, const cJSON *want, int stride, int *cou
 /* Compare each {"name","data"} gradient in `list` with the model's gradient. */
 static void check_grads(const struct gpt *m, const cJSON *list, const char *what)
 {
+    if (cJSON_GetArraySize(list) == 0) {
+        tap_ok(0, "the fixture has %s gradients", what);
+        return;
+    }
     const cJSON *g;
     cJSON_ArrayForEach(g, list)
     {
@@ -106,7 +110,8 @@ static int load_and_run(const char *dir, struct gpt *m, cJSON **exp, int **buf)
     char path[512];
     snprintf(path, sizeof path, "%s/expected.json", dir);
     *exp = read_json(path);
-    if (!*exp)
+    /* A missing fixture fails: skipping it would let the whole parity check pass unseen. */
+    if (!tap_ok(*exp != NULL, "%s is there (tools/gen_fixtures.py writes it)", path))
         return -1;
     int B = cJSON_GetObjectItem(*exp, "B")->valueint, T = cJSON_GetObjectItem(*exp, "T")->valueint;
     struct pl_err err = {0};
@@ -125,7 +130,7 @@ static int load_and_run(const char *dir, struct gpt *m, cJSON **exp, int **buf)
 
 static void test_f32(const char *dir)
 {
-    struct gpt m;
+    struct gpt m = {0};
     cJSON *exp;
     int *buf[3] = {0};
     if (load_and_run(dir, &m, &exp, buf) != PL_OK) {
@@ -156,7 +161,7 @@ static void test_f32(const char *dir)
 
 static void test_half(const char *dir, const char *label)
 {
-    struct gpt m;
+    struct gpt m = {0};
     cJSON *exp;
     int *buf[3] = {0};
     if (load_and_run(dir, &m, &exp, buf) == PL_OK) {
@@ -174,6 +179,7 @@ int main(void)
     struct pl_err err = {0};
     if (tensor_init(NULL, 2, &err))
         tap_skip_all(err.msg);
+    tap_plan(23);
     test_f32("tests/data/tiny-gpt2");
     test_half("tests/data/tiny-gpt2-f16", "F16 with transformer. prefix and mask buffers");
     test_half("tests/data/tiny-gpt2-bf16", "BF16");

@@ -25,7 +25,8 @@ static void safe(const char *text, size_t len, const size_t *cuts, int n_cuts, c
 static void test_write_safe(void)
 {
     char out[256];
-    const char evil[] = "ok\x1b[2J\x07 line\n\ttab\r\x7f caf\xc3\xa9 \xc2\x9b" "31m end";
+    const char evil[] = "ok\x1b[2J\x07 line\n\ttab\r\x7f caf\xc3\xa9 \xc2\x9b"
+                        "31m end";
     safe(evil, sizeof evil - 1, NULL, 0, out, sizeof out);
     tap_is_str(out, "ok[2J line\n\ttab caf\xc3\xa9 31m end",
                "escape, bell, carriage return, DEL and UTF-8 C1 controls are dropped");
@@ -45,8 +46,28 @@ static void test_buf(void)
     tap_ok(b.p && b.p[0] == '\0' && b.len == 0, "an empty append still gives a string");
     const char raw[] = "a\"b\\c\n\x01\xc3\xa9";
     pl_buf_json(&b, raw, sizeof raw - 1);
-    tap_is_str(b.p, "\"a\\\"b\\\\c\\u000a\\u0001\xc3\xa9\"",
+    tap_is_str(b.p, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\"",
                "JSON strings escape quote, backslash and controls, keep UTF-8");
+    /* Invalid UTF-8 as Python's errors="replace" decodes it: one U+FFFD per maximal subpart. */
+    static const struct {
+        const char *in, *out;
+    } utf8[] = {
+        {"a\xff", "a\xef\xbf\xbd"},                               /* a byte that never starts one */
+        {"\xe2\x82", "\xef\xbf\xbd"},                             /* cut short: one replacement */
+        {"\xe2\x82x", "\xef\xbf\xbdx"},                           /* cut short before ASCII */
+        {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},                 /* overlong: two */
+        {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate: three */
+        {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xf0\x9f\x98\x80\x80", "\xf0\x9f\x98\x80\xef\xbf\xbd"}, /* valid, then a stray */
+        {"\xe2\x82\xac", "\xe2\x82\xac"},                         /* the euro sign, kept */
+    };
+    for (size_t i = 0; i < sizeof utf8 / sizeof *utf8; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "\"%s\"", utf8[i].out);
+        b.len = 0;
+        pl_buf_json(&b, utf8[i].in, strlen(utf8[i].in));
+        tap_is_str(b.p, want, "invalid UTF-8 case %zu becomes U+FFFD as Python replaces it", i);
+    }
     char big[600];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
@@ -96,11 +117,60 @@ static void test_rng(void)
     tap_is_float(sq / 100000, 1.0, 0.02, "and variance 1");
 }
 
+/* Known answers, computed apart from pl.c (a few lines of Python implementing the published
+ * splitmix64 and xoshiro256** of Blackman and Vigna): the state is saved in checkpoints and
+ * `plumb world` promises the same bytes on every machine, so the stream must never drift. */
+static void test_rng_known(void)
+{
+    static const struct {
+        uint64_t seed;
+        uint64_t state[4];
+        uint64_t next[5];
+    } kat[] = {
+        {0,
+         {0xe220a8397b1dcdafull, 0x6e789e6aa1b965f4ull, 0x06c45d188009454full,
+          0xf88bb8a8724c81ecull},
+         {0x99ec5f36cb75f2b4ull, 0xbf6e1f784956452aull, 0x1a5f849d4933e6e0ull,
+          0x6aa594f1262d2d2cull, 0xbba5ad4a1f842e59ull}},
+        {42,
+         {0xbdd732262feb6e95ull, 0x28efe333b266f103ull, 0x47526757130f9f52ull,
+          0x581ce1ff0e4ae394ull},
+         {0x15780b2e0c2ec716ull, 0x6104d9866d113a7eull, 0xae17533239e499a1ull,
+          0xecb8ad4703b360a1ull, 0xfde6dc7fe2ec5e64ull}},
+    };
+    for (size_t k = 0; k < sizeof kat / sizeof *kat; k++) {
+        struct pl_rng r;
+        pl_rng_seed(&r, kat[k].seed);
+        tap_ok(memcmp(r.s, kat[k].state, sizeof r.s) == 0,
+               "seed %llu: splitmix64 fills the state as the reference algorithm does",
+               (unsigned long long)kat[k].seed);
+        int same = 1;
+        for (int i = 0; i < 5; i++)
+            same &= pl_rng_next(&r) == kat[k].next[i];
+        tap_ok(same, "seed %llu: the first five outputs are reference xoshiro256**'s",
+               (unsigned long long)kat[k].seed);
+    }
+    struct pl_rng r;
+    pl_rng_seed(&r, 1337);
+    for (int i = 0; i < 999; i++)
+        pl_rng_next(&r);
+    tap_ok(pl_rng_next(&r) == 0x9f2fffd984237d1eull, "seed 1337: output 1000 is known");
+    pl_rng_seed(&r, 7);
+    double u0 = pl_rng_uniform(&r), u1 = pl_rng_uniform(&r);
+    tap_ok(u0 == 0.7005764821796896 && u1 == 0.2787512294737843,
+           "uniform draws are the top 53 bits times 2^-53 (%.17g, %.17g)", u0, u1);
+    pl_rng_seed(&r, 7);
+    tap_is_float(pl_rng_normal(&r), -0.15157274547711355, 1e-6,
+                 "a normal draw is Box-Muller's cosine branch of those two");
+}
+
 int main(void)
 {
+    tap_plan(29);
     test_write_safe();
     test_buf();
     test_errors_and_alloc();
     test_rng();
+    test_rng_known();
     return tap_done();
 }

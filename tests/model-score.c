@@ -63,6 +63,95 @@ static void test_padding_invariance(void)
     gpt_release(&m);
 }
 
+/* Each sequence scored alone: its log-probs into lp (lens[i] - 1 floats at lp + i * 16) and
+ * its head. */
+static void score_alone(struct score_ctx *s, const int *const *seqs, const int *lens, int n,
+                        float *lp, float *head)
+{
+    struct pl_err err = {0};
+    for (int i = 0; i < n; i++) {
+        float *one[1] = {lp + i * 16};
+        if (score_seqs(s, &seqs[i], &lens[i], 1, one, &head[i], &err))
+            tap_diag("%s", err.msg);
+    }
+}
+
+/* More sequences than one batch take several calls, each the same as scoring alone; one-token
+ * sequences have a head and no log-prob; a head-only model gives the full model's head. */
+static void test_batches_and_heads(void)
+{
+    struct gpt_config cfg = byte_config();
+    struct gpt m, h;
+    struct pl_err err = {0};
+    struct gpt_opts o = {.score_head = true, .max_batch = 2, .max_seq = 16};
+    struct gpt_opts oh = {.score_head = true, .head_only = true, .max_batch = 2, .max_seq = 16};
+    gpt_init(&m, &cfg, &o, &err);
+    gpt_init_weights(&m, 8);
+    gpt_init(&h, &cfg, &oh, &err);
+    gpt_copy_weights(&h, &m);
+    struct score_ctx s, sh;
+    score_init(&s, &m, &err);
+    score_init(&sh, &h, &err);
+
+    int a[6] = {10, 20, 30, 40, 50, 60}, b[1] = {7}, c[3] = {255, 256, 0}, d[1] = {256},
+        e[9] = {1, 1, 2, 3, 5, 8, 13, 21, 34};
+    const int *seqs[5] = {a, b, c, d, e};
+    int lens[5] = {6, 1, 3, 1, 9};
+    float want_lp[5 * 16], want_head[5], got_lp[5 * 16], got_head[5];
+    score_alone(&s, seqs, lens, 5, want_lp, want_head);
+    float *lp[5];
+    for (int i = 0; i < 5; i++)
+        lp[i] = got_lp + i * 16;
+    int calls = 0, rc = PL_OK;
+    for (int i = 0; i < 5 && !rc; i += 2, calls++)
+        rc = score_seqs(&s, seqs + i, lens + i, i + 2 <= 5 ? 2 : 1, lp + i, got_head + i, &err);
+    double d_lp = 0, d_head = 0;
+    for (int i = 0; i < 5; i++) {
+        for (int t = 0; t < lens[i] - 1; t++)
+            d_lp = fmax(d_lp, fabs(got_lp[i * 16 + t] - want_lp[i * 16 + t]));
+        d_head = fmax(d_head, fabs(got_head[i] - want_head[i]));
+    }
+    tap_ok(rc == PL_OK && calls == 3 && d_lp < 1e-5 && d_head < 1e-5,
+           "5 sequences through a batch of 2 in %d calls score as alone (max diff %.2g, %.2g)",
+           calls, d_lp, d_head);
+    rc = score_seqs(&s, seqs, lens, 3, lp, got_head, &err);
+    tap_ok(rc == PL_EINVAL && strstr(err.msg, "3 sequences in a batch of at most 2"),
+           "one call takes at most a batch: %s", err.msg);
+
+    /* One token: the head reads position 0, and there is no log-prob to write. */
+    int one_tok[2] = {b[0], d[0]};
+    struct gpt_batch fb = {.B = 2, .T = 1, .tokens = one_tok};
+    gpt_forward(&m, &fb, &err);
+    tap_ok(fabs(want_head[1] - m.head[0]) < 1e-6 && fabs(want_head[3] - m.head[1]) < 1e-6,
+           "a one-token sequence's head is the model's at its token");
+    float canary[2] = {12345.0f, 12345.0f};
+    float *lpc[2] = {canary, canary + 1};
+    rc = score_seqs(&s, (const int *const[]){b, d}, (const int[]){1, 1}, 2, lpc, got_head, &err);
+    tap_ok(rc == PL_OK && canary[0] == 12345.0f && canary[1] == 12345.0f &&
+               fabs(got_head[0] - want_head[1]) < 1e-5,
+           "one-token sequences score together and write no log-prob");
+
+    /* Head-only: no LM logits at all, the same head. */
+    rc = PL_OK;
+    for (int i = 0; i < 5 && !rc; i += 2)
+        rc = score_seqs(&sh, seqs + i, lens + i, i + 2 <= 5 ? 2 : 1, NULL, got_head + i, &err);
+    d_head = 0;
+    for (int i = 0; i < 5; i++)
+        d_head = fmax(d_head, fabs(got_head[i] - want_head[i]));
+    tap_ok(rc == PL_OK && d_head < 1e-5 && h.logit_rows == 0,
+           "a head-only model gives the full model's head (max diff %.2g)", d_head);
+    rc = score_seqs(&sh, seqs, lens, 2, lp, got_head, &err);
+    tap_ok(rc == PL_OK && fabs(got_head[0] - want_head[0]) < 1e-5,
+           "and ignores log-prob buffers it cannot fill");
+    rc = score_seqs(&s, seqs, lens, 2, NULL, got_head, &err);
+    tap_ok(rc == PL_OK && fabs(got_head[1] - want_head[1]) < 1e-5,
+           "a full model asked for the head alone gives it too");
+    score_release(&s);
+    score_release(&sh);
+    gpt_release(&m);
+    gpt_release(&h);
+}
+
 /* Run `plumb score` on input text; returns the exit status, output in out. */
 static int run_score(const char *plumb, const char *dir, const char *input, char *out, size_t cap)
 {
@@ -86,7 +175,7 @@ static void test_command(void)
 {
     const char *plumb = getenv("PLUMB_BIN");
     if (!plumb) {
-        tap_skip(6, "PLUMB_BIN not set");
+        tap_skip(7, "PLUMB_BIN not set");
         return;
     }
     char dir[] = "/tmp/plumb-score-XXXXXX", path[600];
@@ -133,7 +222,9 @@ int main(void)
     struct pl_err err = {0};
     if (tensor_init(NULL, 2, &err))
         tap_skip_all(err.msg);
+    tap_plan(17);
     test_padding_invariance();
+    test_batches_and_heads();
     test_command();
     return tap_done();
 }

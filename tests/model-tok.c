@@ -501,93 +501,6 @@ static void test_gpt2(const char *tmp)
     tok_release(&t);
 }
 
-/* ---- plumb tokenize's stream functions ---- */
-
-/* Run tok_encode_jsonl (encode) or tok_decode_jsonl on a file holding input;
- * returns the output and sets *rc and in_path. */
-static char *run_stream(int encode, const struct tok *t, const char *dir, const char *input,
-                        char *in_path, int *rc, struct pl_err *err)
-{
-    write_file(dir, "in.jsonl", input);
-    sprintf(in_path, "%s/in.jsonl", dir);
-    char *out = NULL;
-    size_t len;
-    FILE *o = open_memstream(&out, &len);
-    *rc = encode ? tok_encode_jsonl(t, o, in_path, TOK_SPECIAL, err)
-                 : tok_decode_jsonl(t, o, in_path, err);
-    fclose(o);
-    return out;
-}
-
-/* err->msg must be "<in_path><rest>". */
-static void message_is(const struct pl_err *err, const char *in_path, const char *rest,
-                       const char *what)
-{
-    char want[1024];
-    snprintf(want, sizeof want, "%s%s", in_path, rest);
-    tap_is_str(err->msg, want, "%s", what);
-}
-
-static void test_streams(const char *tmp)
-{
-    struct tok t;
-    struct pl_err err = {0};
-    char in[512];
-    int rc;
-    tok_init_byte(&t, &err);
-
-    char *out = run_stream(1, &t, tmp, "{\"text\": \"hi\"}\n\n{\"text\": \"\\n<|endoftext|>\"}\n",
-                           in, &rc, &err);
-    tap_is_int(rc, PL_OK, "jsonl: encode");
-    tap_is_str(out, "[104,105]\n[10,256]\n", "jsonl: one array a line, blank lines skipped");
-    free(out);
-    out = run_stream(1, &t, tmp, "{\"text\": \"hi\"}\n{\"txt\": 1}\n", in, &rc, &err);
-    tap_is_int(rc, PL_EFORMAT, "jsonl: missing text");
-    message_is(&err, in, ":2: field 'text': expected a string", "jsonl: missing text message");
-    free(out);
-    out = run_stream(1, &t, tmp, "{\"text\": \"hi\"\n", in, &rc, &err);
-    message_is(&err, in, ":1: not a JSON object", "jsonl: bad JSON message");
-    free(out);
-
-    out = run_stream(0, &t, tmp, "[104,105]\n\r\n{\"tokens\": [34, 10, 256]}\r\n[]", in, &rc, &err);
-    tap_is_int(rc, PL_OK, "jsonl: decode");
-    tap_is_str(out, "{\"text\":\"hi\"}\n{\"text\":\"\\\"\\n<|endoftext|>\"}\n{\"text\":\"\"}\n",
-               "jsonl: decode writes {\"text\": ...} lines");
-    free(out);
-    out = run_stream(0, &t, tmp, "[1]\n[1, 257]\n", in, &rc, &err);
-    tap_is_int(rc, PL_EFORMAT, "jsonl: id out of range");
-    message_is(&err, in, ":2: token id 257 out of range (vocab size 257)",
-               "jsonl: id out of range message");
-    free(out);
-    out = run_stream(0, &t, tmp, "[1.5]\n", in, &rc, &err);
-    message_is(&err, in, ":1: expected an array of integer token ids",
-               "jsonl: fractional id message");
-    free(out);
-    out = run_stream(0, &t, tmp, "\n{\"ids\": [1]}\n", in, &rc, &err);
-    message_is(&err, in, ":2: expected an array of token ids or {\"tokens\": [...]}",
-               "jsonl: object without tokens message");
-    free(out);
-    out = run_stream(0, &t, tmp, "[1,\n", in, &rc, &err);
-    message_is(&err, in, ":1: not valid JSON", "jsonl: bad JSON message");
-    free(out);
-    clear_dir(tmp);
-
-    size_t len;
-    FILE *o = open_memstream(&out, &len);
-    rc = tok_encode_text(&t, o, "a\0b", 3, 0, &err);
-    rc |= tok_decode_text(&t, o, "[104, 105]", "--text", &err);
-    fclose(o);
-    tap_ok(rc == PL_OK && len == 13 && memcmp(out, "[97,0,98]\nhi\n", 13) == 0,
-           "text: encode and decode one value");
-    free(out);
-    o = open_memstream(&out, &len);
-    tap_is_int(tok_decode_text(&t, o, "[104,", "--text", &err), PL_EFORMAT, "text: bad JSON");
-    tap_is_str(err.msg, "--text: not valid JSON", "text: bad JSON message");
-    fclose(o);
-    free(out);
-    tok_release(&t);
-}
-
 int main(void)
 {
     char tmp[] = "/tmp/plumb-tok-XXXXXX", tmp2[] = "/tmp/plumb-tok-XXXXXX";
@@ -598,7 +511,6 @@ int main(void)
     test_byte(tmp);
     test_small_bpe(tmp, tmp2);
     test_gpt2(tmp);
-    test_streams(tmp);
     rmdir(tmp);
     rmdir(tmp2);
     return tap_done();

@@ -16,7 +16,8 @@ void tap_skip(int n, const char *why);
 /* Mark the next test as TODO (its failure does not count). */
 void tap_todo(const char *why);
 void tap_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Print the plan if none was given; returns the exit status (0 when all passed). */
+/* Print the plan if none was given; returns the exit status (0 when all passed). A program
+ * that ran no test at all fails (tap_skip_all is the way to skip a whole program). */
 int tap_done(void);
 
 /* Directory of the shared public datasets (../shared/datasets from the repo

@@ -1,20 +1,28 @@
-/* train: the one training loop of plumb (DESIGN.md sections 1, 6 and 9) and the language-modelling
- * task that `plumb pretrain` and `plumb sft` run on it.
+/* train: the one training loop of plumb (DESIGN.md sections 1, 6 and 9).
  *
- * train_run owns everything the training stages share: AdamW with linear warmup then cosine decay,
- * gradient clipping, gradient accumulation, held-out loss and perplexity every N steps,
- * checkpoints, exact resume, the progress display and metrics.jsonl. What is learned is a
- * struct train_task: language modelling here; Bradley-Terry, PPO and DPO plug in the same way.
+ * train_run owns what every training stage shares: AdamW with linear warmup then cosine decay,
+ * gradient clipping and accumulation, held-out evaluation every N steps, checkpoints, exact
+ * resume, the progress display, run.json and metrics.jsonl. It trains a set of models (struct
+ * train_model, each with its own optimizer settings and output folder: PPO's policy and value)
+ * on a task (struct train_task) that decides what is learned: language modelling (trainer/lm.h),
+ * Bradley-Terry, PPO, DPO. Models a task only reads (DPO's frozen reference, a reward model)
+ * belong to the task, not to the loop.
  *
- * The output folder is a model folder (config.json, model.safetensors, tokenizer files: ckpt_load
- * and tok_load read it) plus run.json (every option, the plumb version), metrics.jsonl (one
- * object a step: "step", "time", "train/loss", "lr", "grad_norm", "tokens_per_s", and
- * "eval/loss", "eval/ppl" on evaluation steps; step 0 holds the evaluation before training) and
- * state.safetensors (weights, AdamW moments, step, the task's data cursor and RNG states, the
- * length of metrics.jsonl). Every file is written atomically and state.safetensors last, so a
- * kill at any moment leaves a checkpoint from which --resume reproduces, bit for bit, the weights
- * an uninterrupted run would have written, given the same thread count (the engine's parallel
- * sums depend on it). */
+ * The run folder (train_opts.out) holds
+ * - run.json: the task's label as "command", the task's fields, the loop's options, each model's
+ *   optimizer settings, folder and parameter count, the thread count, the plumb version;
+ * - metrics.jsonl: one object a step: "step", "time", "train/loss", each model's "lr" and
+ *   "grad_norm" (as "NAME/lr", "NAME/grad_norm" for a named model), "tokens_per_s", the task's
+ *   metrics, "train/skipped_steps" once a step was skipped, and the task's held-out values on
+ *   evaluation steps; step 0 holds the evaluation before training;
+ * - state.safetensors: each model's weights and AdamW moments, the step, the schedule's horizon,
+ *   the task's state, the length of metrics.jsonl, and the resume keys in its metadata.
+ * Each model's folder gets config.json and model.safetensors at every checkpoint and its tokenizer
+ * files at the first one of each call, which also writes run.json: before it, nothing of the run
+ * but metrics.jsonl exists. Every
+ * file is written atomically and state.safetensors last, so a kill at any moment leaves a
+ * checkpoint from which a resumed run reaches, bit for bit, the weights an uninterrupted run
+ * would have, given the same thread count (the engine's parallel sums depend on it). */
 #ifndef TRAIN_H
 #define TRAIN_H
 
@@ -26,37 +34,113 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum train_kind { TRAIN_PRETRAIN = 1, TRAIN_SFT = 2 };
+/* One model's optimizer: AdamW (decoupled weight decay, none on LayerNorm weights and biases),
+ * linear warmup then a cosine down to lr * min_lr_frac, gradient clipping. */
+struct train_optim {
+    float lr;                              /* peak learning rate (3e-4) */
+    float min_lr_frac;                     /* final rate as a share of lr (0.1) */
+    long warmup;                           /* linear warmup steps (100) */
+    float weight_decay, beta1, beta2, eps; /* (0.1, 0.9, 0.95, 1e-8) */
+    float clip;                            /* gradient L2 norm limit; 0: none (1.0) */
+};
+
+/* The defaults above. */
+void train_optim_default(struct train_optim *o);
+
+/* Learning rate for the step that takes a model from `step` to step + 1 in a run whose schedule
+ * ends at step `horizon`: lr * (step + 1) / warmup during warmup, then a cosine from lr down to
+ * lr * min_lr_frac at step horizon - 1, and that final rate after it (an extended run). */
+float train_lr(const struct train_optim *o, long horizon, long step);
+
+/* A model the loop trains. */
+struct train_model {
+    /* NULL for the only model of a run; else a short unique name ("policy", "value") that
+     * prefixes its state tensors, metrics ("value/lr") and resume keys ("value.lr"). */
+    const char *name;
+    struct gpt *m;         /* trainable; borrowed */
+    const struct tok *tok; /* written into out with the model; NULL: none */
+    const char *out;       /* folder the model is saved to at each checkpoint */
+    struct train_optim optim;
+};
+
+/* Named numbers a task reports: a step's metrics ("rm/accuracy", "objective/kl") or held-out
+ * values ("eval/loss", "eval/ppl"), in the order they are written. Names are borrowed and must
+ * live as long as the run (string literals). */
+#define TRAIN_MAX_VALUES 32
+struct train_values {
+    int n;
+    const char *name[TRAIN_MAX_VALUES];
+    double value[TRAIN_MAX_VALUES];
+};
+void train_values_add(struct train_values *v, const char *name, double value);
+
+/* One optimizer step as the task sees it. */
+struct train_step {
+    long index;     /* steps taken before this one */
+    int n_micro;    /* micro-batches in the step (train_opts.grad_accum) */
+    double *weight; /* [n_micro], set by next: loss terms of each micro-batch */
+    long tokens;    /* set by next: positions processed, for tokens/s */
+    bool skip;      /* set by next or backward: no update this step (PPO's ratio guard) */
+    struct train_values metrics; /* added by next or backward */
+};
+
+/* A piece of a task's state that a checkpoint holds (data cursor, RNG state, a KL coefficient),
+ * saved as the tensor "task.NAME" (U64 or F64) and written back before a resumed run's first
+ * step. */
+enum train_var_type { TRAIN_U64, TRAIN_F64 };
+struct train_var {
+    const char *name;
+    enum train_var_type type;
+    void *data; /* uint64_t[n] or double[n], borrowed */
+    int n;
+};
+
+/* Named option values: a task's resume keys and the fields it adds to run.json. Names and values
+ * are copied. Zero-initialise; train_fields_release. */
+struct train_fields {
+    struct pl_buf b; /* per field: name, '\0', kind, value, '\0' */
+    int n;
+};
+void train_field_str(struct train_fields *f, const char *name, const char *value); /* NULL: null */
+void train_field_int(struct train_fields *f, const char *name, long long value);
+void train_field_u64(struct train_fields *f, const char *name, uint64_t value);
+void train_field_bool(struct train_fields *f, const char *name, bool value);
+/* The shortest decimal that reads back as exactly value (as a double, or as a float). */
+void train_field_real(struct train_fields *f, const char *name, double value);
+void train_field_float(struct train_fields *f, const char *name, float value);
+void train_fields_release(struct train_fields *f);
+
+/* What is learned. Each step calls next once, then backward for each micro-batch; eval runs at
+ * step 0 and on evaluation steps. `models` is the set given to train_run, in its order. */
+struct train_task {
+    const char *label; /* "sft": log lines and run.json's "command" */
+    void *ctx;
+    /* Prepare the step's micro-batches, advancing the data cursor. */
+    int (*next)(void *ctx, struct train_step *st, struct pl_err *err);
+    /* Forward and backward of micro-batch `micro`: gradients ACCUMULATED into each model's
+     * grads scaled by `scale` (weight[micro] / the step's total weight, so that the step
+     * minimises the mean over all terms); *loss is the micro-batch's mean loss. */
+    int (*backward)(void *ctx, struct train_model *models, struct train_step *st, int micro,
+                    float scale, double *loss, struct pl_err *err);
+    /* Held-out values, the headline first ("eval/loss"). NULL: no held-out set. */
+    int (*eval)(void *ctx, struct train_model *models, struct train_values *out,
+                struct pl_err *err);
+    /* keys: options that shape the run, which a resume must match (the loop adds "task", the
+     * label, "grad_accum" and each model's optimizer settings); info: other run.json fields
+     * (input paths). NULL: none. */
+    void (*fields)(void *ctx, struct train_fields *keys, struct train_fields *info);
+    struct train_var *vars; /* [n_vars] */
+    int n_vars;
+};
 
 struct train_opts {
-    enum train_kind kind;
-    const char *model;      /* starting model folder (plumb init, or a pretrained model) */
-    const char *data;       /* pretrain: text; sft: JSONL or CSV {"prompt", "response"} */
-    const char *eval_data;  /* held-out set in data's format; NULL: the tail of data */
-    double eval_frac;       /* share of data held out when eval_data is NULL (0.05) */
-    const char *mix_corpus; /* sft: plain text mixed into the batches; NULL: none */
-    double mix_frac;        /* share of rows taken from mix_corpus (0.25) */
-    const char *out;        /* output folder, created if missing */
-
-    long steps;        /* optimizer steps; 0: as many as `epochs` passes over data take */
-    double epochs;     /* passes over data when steps is 0 (1) */
-    int batch;         /* rows per micro-batch (16) */
-    int seq;           /* tokens per row; 0: the model's context */
-    int grad_accum;    /* micro-batches per optimizer step (1) */
-    float lr;          /* peak learning rate (3e-4) */
-    float min_lr_frac; /* final learning rate as a share of lr (0.1) */
-    long warmup;       /* linear warmup steps (100) */
-    float weight_decay, beta1, beta2, eps; /* AdamW (0.1, 0.9, 0.95, 1e-8) */
-    float clip;                            /* gradient L2 norm limit; 0: none (1.0) */
-
+    const char *out;     /* run folder, created if missing */
+    long steps;          /* step to reach */
+    int grad_accum;      /* micro-batches per step (1) */
     long eval_every;     /* evaluate every N steps, at step 0 and at the end; 0: never (100) */
-    int eval_rows;       /* rows of the held-out set used, at most (256) */
     long save_every;     /* checkpoint every N steps; the last step always (500) */
-    long log_every;      /* plain log line every N steps when log is not a terminal (10) */
-    uint64_t seed;       /* data order (1337) */
     bool resume;         /* continue from out/state.safetensors when it exists */
-    bool skip_bad_lines; /* skip and count malformed records instead of failing */
-
+    bool force;          /* train into non-empty folders, removing an older run's files */
     const char *version; /* plumb's version, for run.json */
     FILE *log;           /* progress display and log lines (stderr); NULL: silent */
     /* Called after each step (and its checkpoint, if any) with the step count reached; a nonzero
@@ -68,137 +152,39 @@ struct train_opts {
 /* The defaults above. */
 void train_opts_default(struct train_opts *o);
 
-/* Learning rate for the step that takes the model from `step` to step + 1: lr * (step + 1) /
- * warmup during warmup, then a cosine from lr down to lr * min_lr_frac at the last step. */
-float train_lr(const struct train_opts *o, long step);
-
-/* A piece of a task's state that a checkpoint must hold (data cursor, RNG state), saved as the
- * U64 tensor "task.<name>" and written back before the first step of a resumed run. */
-struct train_var {
-    const char *name;
-    uint64_t *words; /* [n], borrowed */
-    int n;
-};
-
-/* What is learned. Each optimizer step calls next once, then backward for each of the
- * grad_accum micro-batches; eval runs on evaluation steps. */
-struct train_task {
-    void *ctx;
-    /* Prepare the micro-batches of the next step, advancing the data cursor: weight[i] is the
-     * number of loss terms of micro-batch i, *tokens the positions processed (for tokens/s). */
-    int (*next)(void *ctx, double *weight, long *tokens, struct pl_err *err);
-    /* Forward and backward of micro-batch i, gradients ACCUMULATED into m->grads scaled by
-     * `scale` (weight[i] / the step's total weight, so the step minimises the mean over all
-     * terms); *loss is the micro-batch's mean loss. */
-    int (*backward)(void *ctx, struct gpt *m, int micro, float scale, double *loss,
-                    struct pl_err *err);
-    /* Mean held-out loss. NULL: the task has no held-out set. */
-    int (*eval)(void *ctx, struct gpt *m, double *loss, struct pl_err *err);
-    struct train_var *vars; /* [n_vars] */
-    int n_vars;
-};
-
 struct train_result {
-    long start_step;   /* step the run started (or resumed) from */
-    long steps;        /* step reached */
-    bool stopped;      /* on_step ended the run early */
-    double train_loss; /* loss of the last step (NaN if none ran) */
-    double eval_first; /* held-out loss at step 0 (NaN without evaluation) */
-    double eval_last;  /* held-out loss at the last evaluation (NaN without evaluation) */
-    double seconds;    /* wall time of this call */
-    long skipped;      /* malformed records skipped (skip_bad_lines), set by train_lm */
-    long truncated;    /* examples cut to seq + 1 tokens, set by train_lm */
+    long start_step;    /* step the run started (or resumed) from */
+    long steps;         /* step reached */
+    long skipped_steps; /* steps the task skipped, over the whole run */
+    bool stopped;       /* on_step ended the run early */
+    double train_loss;  /* loss of the last step (NaN if none ran) */
+    double eval_first;  /* headline held-out value at step 0 (NaN without evaluation) */
+    double eval_last;   /* headline held-out value at the last evaluation (NaN without) */
+    double seconds;     /* wall time of this call */
 };
 
-/* Train m (trainable, max_batch and max_seq fitting the task) for o->steps steps of task, writing
- * o->out as described at the top; tok's files are written there first. With o->resume and an
- * out/state.safetensors, the weights, moments, step and task vars come from it, metrics.jsonl is
- * cut back to that step, and options that shape the run (steps, batch, seq, grad_accum, the
- * schedule and AdamW settings, seed, mix_frac, eval_frac, kind) must match: a difference is
- * PL_EINVAL naming the option. A non-finite loss or gradient norm stops the run before the
- * update with PL_ENUMERIC, naming the step and the last good checkpoint, which stays as it was.
- * Errors: PL_EINVAL (bad options), PL_EIO, PL_EFORMAT or PL_ENOTFOUND (a damaged state file),
- * PL_ENUMERIC, PL_ENOMEM, and whatever the task returns. res is filled on every return. */
-int train_run(struct gpt *m, const struct tok *tok, const struct train_task *task,
-              const struct train_opts *o, struct train_result *res, struct pl_err *err);
-
-/* ---- language modelling: pretraining and SFT ----
+/* Train models[0, n_models) on task up to step o->steps, writing o->out and each model's folder
+ * as described at the top.
  *
- * Data is cut into units of at most seq + 1 tokens. Pretraining: the text is split into documents
- * at blank lines, each document gets <|endoftext|> appended and is cut into consecutive windows
- * of seq + 1 tokens (overlapping by one, so every token but the first is predicted). SFT: one
- * example is prompt tokens + response tokens + <|endoftext|>, cut to seq + 1 tokens if longer
- * (counted in `truncated`); targets are -1 wherever the predicted token belongs to the prompt, so
- * only response tokens (and the end token) carry loss. Each epoch visits the units in a new
- * random order (one RNG stream per data set, seeded from o->seed). Units are packed whole into
- * rows of seq positions: a unit of n tokens fills n - 1 positions with its own segment id (`seg`)
- * and positions from 0 (`pos`), so attention never crosses a unit boundary; a unit that does not
- * fit in what is left of a row starts the next row, and the rest of the row is padding
- * (<|endoftext|>, target -1, a segment of its own). With mix_corpus, row r of the run is a corpus
- * row when floor((r + 1) * mix_frac) > floor(r * mix_frac), whatever the batch shape, so that
- * grad_accum 2 x batch B trains on the same rows as batch 2B. The held-out set (eval_data, or
- * the last eval_frac of data: of the text, cut at a line start, or of the examples) is packed the
- * same way in file order, at most eval_rows rows. */
-
-/* A tokenised data set, cut into units. */
-struct train_units {
-    int *ids; /* [n_ids] every unit's tokens, one after another */
-    size_t n_ids, cap_ids;
-    size_t *start; /* [n] first token of each unit in ids */
-    int *len;      /* [n] tokens in each unit, 2 .. seq + 1 */
-    int *prompt;   /* [n] leading tokens of each unit that are never predicted (SFT prompt) */
-    size_t n, cap;
-};
-
-/* A cursor over a units set: a new random order each epoch. The state words are what a
- * checkpoint keeps. */
-struct train_stream {
-    const struct train_units *units;
-    size_t *perm;       /* [units->n] this epoch's order */
-    uint64_t rng[4];    /* data-order RNG state at the start of the epoch */
-    uint64_t cursor[2]; /* epoch, index in perm of the next unit */
-    struct pl_rng live; /* the RNG after this epoch's shuffle */
-    long perm_epoch;    /* epoch perm was drawn for; -1: none yet */
-};
-
-struct train_lm {
-    int B, T, accum, eos;
-    float mix_frac;
-    struct train_units train, eval, mix;
-    struct train_stream data, corpus;
-    uint64_t rows[1]; /* training rows packed so far: places the corpus rows */
-    /* The micro-batches of the current step: [accum * B * T] each, micro-batch i at i * B * T. */
-    int *tokens, *targets, *pos, *seg;
-    /* The packed held-out set: [eval_rows * T] each. */
-    int *eval_tokens, *eval_targets, *eval_pos, *eval_seg;
-    int n_eval_rows;
-    long epoch_rows; /* rows one pass over the training units fills, packed in file order */
-    long skipped, truncated;
-    struct train_var vars[5];
-    int n_vars;
-};
-
-/* Load and tokenise o's data with tok for a model of context n_positions and allocate every
- * buffer of the task (t->B = o->batch, t->T = o->seq or n_positions). Bad records fail with
- * ds.h's "PATH:LINE: field 'NAME': ..." messages, or are skipped and counted in t->skipped
- * under o->skip_bad_lines. t is releasable on failure. Errors: PL_EINVAL (seq beyond the
- * context, empty data after cutting), PL_EFORMAT, PL_EIO, PL_ENOTFOUND, PL_ENOMEM. */
-int train_lm_init(struct train_lm *t, const struct tok *tok, const struct train_opts *o,
-                  int n_positions, struct pl_err *err);
-void train_lm_release(struct train_lm *t);
-
-/* The task view of t (t must outlive task). */
-void train_lm_task(struct train_lm *t, struct train_task *task);
-
-/* o->steps, or the steps o->epochs passes over the training rows take (rows counted by packing
- * the units in file order). */
-long train_lm_steps(const struct train_lm *t, const struct train_opts *o);
-
-/* Micro-batch i of the current step (after task.next) as a gpt_batch with targets, pos, seg. */
-void train_lm_batch(const struct train_lm *t, int micro, struct gpt_batch *b);
-
-/* The whole `plumb pretrain` / `plumb sft`: load o->model (trainable) and its tokenizer, the
- * data, and train_run. Errors: as train_lm_init and train_run. */
-int train_lm(const struct train_opts *o, struct train_result *res, struct pl_err *err);
+ * Folders: without o->resume or o->force, a non-empty run or model folder is refused (PL_EINVAL);
+ * with o->force an older run's state.safetensors, metrics.jsonl and run.json there are removed
+ * first. A run that fails before its first checkpoint removes what it created (metrics.jsonl,
+ * the folders it made), so no metrics without a model stay behind.
+ *
+ * Resume: with o->resume and an out/state.safetensors, every model's weights and moments, the
+ * step and the task's vars come from it and metrics.jsonl is cut back to that step (a cut-short
+ * last line dropped). The resume keys must match: a difference is PL_EINVAL naming the option.
+ * o->steps may differ: a larger value extends a finished or unfinished run, a value below the
+ * checkpoint's step is PL_EINVAL. The learning-rate schedule keeps the horizon of the run's
+ * first call (its o->steps): warmup and cosine continue unchanged and steps past that horizon
+ * train at the final rate (trainer/README.md says why).
+ *
+ * A step the task skips updates nothing and is counted. A non-finite loss or gradient norm on a
+ * step that is not skipped stops the run before the update with PL_ENUMERIC, naming the step
+ * and the last good checkpoint, which stays as it was. Errors: PL_EINVAL (bad options or
+ * folders), PL_EIO (naming the path), PL_EFORMAT or PL_ENOTFOUND (a damaged state file),
+ * PL_ENUMERIC, PL_ENOMEM, and whatever the task returns. res is filled on every return. */
+int train_run(struct train_model *models, int n_models, const struct train_task *task,
+              const struct train_opts *o, struct train_result *res, struct pl_err *err);
 
 #endif

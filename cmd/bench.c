@@ -1,0 +1,163 @@
+#include "bench.h"
+
+#include "args.h"
+
+#include "model/bench.h"
+#include "model/ckpt.h"
+#include "model/io.h"
+#include "model/tok.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The two shapes of the README's speed tables: 4 layers x 256 with the byte vocabulary, and
+ * GPT-2 124M. */
+static void bench_shape(struct gpt_config *c, bool small)
+{
+    gpt_config_gpt2(c);
+    if (small) {
+        c->n_layer = 4;
+        c->n_embd = 256;
+        c->n_head = 4;
+        c->vocab_size = 256;
+        c->bos_token_id = c->eos_token_id = 255;
+        snprintf(c->tokenizer, sizeof c->tokenizer, "byte");
+    }
+}
+
+/* GPT-2 BPE encode speed: the tokenizer in vocab_dir encodes the whole of text_path, best of
+ * `reps`, in MB (10^6 bytes) per second on one thread. */
+static int tokenizer_rate(const char *vocab_dir, const char *text_path, int reps, double *mb_per_s,
+                          struct pl_err *err)
+{
+    struct tok t;
+    struct tok_buf buf = {0};
+    char *text = NULL;
+    size_t len = 0;
+    int rc = tok_load(&t, vocab_dir, err);
+    if (!rc && t.kind != TOK_BPE)
+        rc = pl_errf(err, PL_ENOTFOUND, "'%s' holds no GPT-2 vocabulary", vocab_dir);
+    if (!rc)
+        rc = io_read_file(text_path, &text, &len, err);
+    double best = 1e30;
+    for (int rep = 0; !rc && rep <= reps; rep++) {
+        buf.n = 0;
+        double t0 = pl_now();
+        rc = tok_encode(&t, &buf, text, len, 0, err);
+        double dt = pl_now() - t0;
+        if (rep > 0 && dt < best)
+            best = dt;
+    }
+    if (!rc)
+        *mb_per_s = (double)len / best / 1e6;
+    tok_buf_release(&buf);
+    pl_free(text);
+    tok_release(&t);
+    return rc;
+}
+
+struct bench_args {
+    const char *config, *tok_dir, *tok_text;
+    int batch, seq, steps;
+    bool json;
+    struct cmd_engine engine;
+};
+
+/* One shape: model and generation rates, printed as they come (a long run shows progress). */
+static int bench_one(const struct bench_args *a, const struct gpt_config *cfg, bool builtin,
+                     bool first, struct pl_err *err)
+{
+    struct bench_opts o = {.cfg = *cfg, .batch = a->batch, .seq = a->seq, .steps = a->steps};
+    if (o.cfg.n_positions < a->seq)
+        o.cfg.n_positions = a->seq;
+    /* Generation is measured with GPT-2's vocabulary on the built-in shapes: its LM head is most
+     * of a decode step's work. */
+    struct bench_opts g = o;
+    if (builtin) {
+        g.cfg.vocab_size = 50257;
+        g.cfg.bos_token_id = g.cfg.eos_token_id = 50256;
+        snprintf(g.cfg.tokenizer, sizeof g.cfg.tokenizer, "gpt2");
+    }
+    struct bench_result r;
+    int rc = bench_model(&o, &r, err);
+    if (!rc)
+        rc = bench_generate(&g, &r, err);
+    if (rc)
+        return rc;
+    char *text = a->json ? bench_json(&r) : bench_text(&r);
+    if (!text)
+        return pl_oom(err, "benchmark report");
+    printf(a->json ? "%s%s" : "%s%s\n", a->json && !first ? "," : "", text);
+    fflush(stdout);
+    pl_free(text);
+    return PL_OK;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    /* GPT-2's vocabulary and a corpus from the shared datasets, when they are there. */
+    char tok_dir[4096], tok_text[4096];
+    struct pl_err err = {0};
+    if (!cmd_dataset_path(tok_dir, sizeof tok_dir, "gpt2-bpe") ||
+        !cmd_dataset_path(tok_text, sizeof tok_text, "tinyshakespeare/input.txt"))
+        return cmd_fail(&err, pl_errf(&err, PL_EINVAL, "PLUMB_SHARED_DATASETS is too long"));
+    struct bench_args a = {
+        .tok_dir = tok_dir, .tok_text = tok_text, .batch = 4, .seq = 256, .steps = 3};
+    const struct cmd_opt opts[] = {
+        {"--config", CMD_STR, &a.config, 0, 0, "JSON",
+         "one shape in config.json's fields (default: the README's two shapes)", false},
+        {"--batch", CMD_INT, &a.batch, 1, 4096, "B", "sequences a step (4)", false},
+        {"--seq", CMD_INT, &a.seq, 1, 1 << 20, "T", "tokens a sequence (256)", false},
+        {"--steps", CMD_INT, &a.steps, 1, 1000000, "N", "timed repetitions, best kept (3)", false},
+        {"--tok-dir", CMD_STR, &a.tok_dir, 0, 0, "DIR",
+         "GPT-2 vocabulary for the tokenizer figure (shared datasets' gpt2-bpe)", false},
+        {"--tok-text", CMD_STR, &a.tok_text, 0, 0, "FILE",
+         "text the tokenizer encodes (shared datasets' tinyshakespeare)", false},
+        {"--json", CMD_FLAG, &a.json, 0, 0, NULL, "one JSON array instead of text", false},
+        CMD_ENGINE_OPTS(&a.engine),
+    };
+    const struct cmd_spec spec = {
+        .name = "bench",
+        .summary = "speed against BLIS's own sgemm rate, as ratios measured in one run",
+        .opts = opts,
+        .n_opts = sizeof opts / sizeof *opts,
+    };
+    int rc = cmd_parse(&spec, argc, argv);
+    if (rc != CMD_PARSED)
+        return rc == CMD_HELP ? 0 : rc;
+    bool tok_given = a.tok_dir != tok_dir || a.tok_text != tok_text;
+    struct gpt_config shapes[2];
+    int n_shapes = 0;
+    if (a.config) {
+        rc = ckpt_config_parse(a.config, "--config", &shapes[n_shapes++], &err);
+        if (rc && rc != PL_ENOMEM)
+            return cmd_usage(&spec, "%s", err.msg);
+        if (rc)
+            return cmd_fail(&err, rc);
+    } else {
+        bench_shape(&shapes[n_shapes++], true);
+        bench_shape(&shapes[n_shapes++], false);
+    }
+    if ((rc = cmd_engine_start(&a.engine)))
+        return rc;
+    if (a.json)
+        printf("[");
+    for (int s = 0; s < n_shapes; s++)
+        if ((rc = bench_one(&a, &shapes[s], !a.config, s == 0, &err)))
+            return cmd_fail(&err, rc);
+    double mb_s = 0.0;
+    rc = tokenizer_rate(a.tok_dir, a.tok_text, a.steps, &mb_s, &err);
+    if (rc && tok_given)
+        return cmd_fail(&err, rc);
+    if (rc)
+        fprintf(stderr, "plumb bench: tokenizer not measured: %s\n", err.msg);
+    else if (a.json)
+        printf(",{\"tokenizer\":{\"kind\":\"gpt2-bpe\",\"mb_per_s\":%.3f}}", mb_s);
+    else
+        printf("tokenizer: GPT-2 BPE encodes %s at %.1f MB/s (one thread)\n", a.tok_text, mb_s);
+    if (a.json)
+        printf("]\n");
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return cmd_fail(&err, pl_errf(&err, PL_EIO, "cannot write the standard output"));
+    return 0;
+}
