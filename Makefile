@@ -19,7 +19,7 @@ TEST_SRCS := $(filter-out tests/tap.c,$(wildcard tests/*.c))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%.t,$(TEST_SRCS))
 LIB := $(BUILD)/libplumb.a
 
-.PHONY: all deps test check-asan bench demo datasets clean format
+.PHONY: all deps test check-asan bench demo demo-clean datasets clean format
 # Keep test objects between runs so an unchanged test is not rebuilt.
 .SECONDARY:
 
@@ -64,9 +64,13 @@ check-asan:
 bench: plumb
 	./plumb bench
 
-# The toy world end to end; everything it writes goes under runs/demo/.
+# The toy world end to end, a chain of rules (tools/demo.mk) whose outputs go under runs/demo/:
+# an interrupted demo resumes, a finished stage is not redone; demo-clean starts over.
 demo: plumb
-	sh tools/demo.sh
+	@$(MAKE) --no-print-directory -f tools/demo.mk PLUMB=./plumb
+
+demo-clean:
+	rm -rf runs/demo
 
 datasets:
 	sh datasets/fetch.sh

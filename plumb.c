@@ -3,7 +3,9 @@
 #include "cmd/args.h"
 #include "cmd/bench.h"
 #include "cmd/gen.h"
+#include "cmd/label.h"
 #include "cmd/model.h"
+#include "cmd/rm.h"
 #include "cmd/score.h"
 #include "cmd/train.h"
 
@@ -28,6 +30,8 @@ static const struct command commands[] = {
     {"tokenize", cmd_tokenize, "text to token ids, or ids to text"},
     {"generate", cmd_generate, "complete one prompt, streaming to the terminal"},
     {"sample", cmd_sample, "K completions for each prompt of a file, resumable"},
+    {"simlabel", cmd_simlabel, "rank completions as the toy world's simulated annotators would"},
+    {"rm", cmd_rm, "the reward model: train, eval, score"},
     {"bench", cmd_bench, "speed against BLIS's own sgemm rate"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)

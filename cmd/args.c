@@ -77,7 +77,7 @@ static void print_usage(const struct cmd_spec *spec)
         else
             snprintf(left, sizeof left, "%s %s", o->name, type_meta(o));
         printf("  %-*s  %s%s%s\n", width, left, o->help, o->required ? " (required)" : "",
-               o->type == CMD_LIST ? " (may repeat)" : "");
+               o->type == CMD_LIST ? " (one or more)" : "");
     }
     printf("  %-*s  show this help\n", width, "-h, --help");
 }
@@ -213,6 +213,10 @@ int cmd_parse(const struct cmd_spec *spec, int argc, char **argv)
         }
         if (set_value(spec, o, v))
             return 2;
+        /* A list takes the words after it too, up to the next option: "--data a.jsonl b.jsonl". */
+        while (o->type == CMD_LIST && !eq && i + 1 < argc && argv[i + 1][0] != '-')
+            if (set_value(spec, o, argv[++i]))
+                return 2;
     }
     for (int i = 0; i < spec->n_opts; i++)
         if (spec->opts[i].required && !(given >> i & 1))

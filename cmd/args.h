@@ -22,7 +22,7 @@ enum cmd_type {
     CMD_REAL,  /* double *, a finite number in [lo, hi] */
     CMD_FLOAT, /* float *, a finite number in [lo, hi] */
     CMD_FLAG,  /* bool *, takes no value */
-    CMD_LIST,  /* struct cmd_list *: may repeat, each value appended */
+    CMD_LIST,  /* struct cmd_list *: "--data a b" or "--data a --data b", each value appended */
 };
 
 /* Values of a repeatable option (--stop S --stop T, --data A --data B). */

@@ -277,54 +277,87 @@ static size_t hash_id(const char *s)
     return (size_t)h;
 }
 
-/* Slot of id in the set's table: the one holding it, or the empty one where it would go. */
-static size_t prompts_slot(const struct ds_prompts *set, const char *id)
+/* Index of records by a string key: open addressing over slots holding a record's index + 1,
+ * kept at most half full. key_of(ctx, i) is record i's key; records with equal keys share a
+ * slot, which holds the latest one added. */
+typedef const char *(*key_fn)(const void *ctx, size_t i);
+
+/* Slot of key: the one holding it, or the empty one where it would go. */
+static size_t table_slot(const size_t *table, size_t mask, key_fn key_of, const void *ctx,
+                         const char *key)
 {
-    size_t h = hash_id(id) & set->mask;
-    while (set->table[h] && strcmp(set->recs[set->table[h] - 1].id, id) != 0)
-        h = (h + 1) & set->mask;
+    size_t h = hash_id(key) & mask;
+    while (table[h] && strcmp(key_of(ctx, table[h] - 1), key) != 0)
+        h = (h + 1) & mask;
     return h;
+}
+
+/* Make room for record n, records 0..n-1 being in the table. */
+static int table_fit(size_t **table, size_t *mask, size_t n, key_fn key_of, const void *ctx)
+{
+    if (*table && 2 * (n + 1) <= *mask + 1)
+        return PL_OK;
+    size_t cap = *table ? 2 * (*mask + 1) : 128;
+    size_t *t = pl_calloc(cap, sizeof *t);
+    if (!t)
+        return PL_ENOMEM;
+    pl_free(*table);
+    *table = t;
+    *mask = cap - 1;
+    for (size_t i = 0; i < n; i++)
+        t[table_slot(t, *mask, key_of, ctx, key_of(ctx, i))] = i + 1;
+    return PL_OK;
+}
+
+static const char *prompt_key(const void *ctx, size_t i)
+{
+    return ((const struct ds_prompts *)ctx)->recs[i].id;
 }
 
 int ds_prompts_find(const struct ds_prompts *set, const char *id)
 {
     if (!set->table)
         return -1;
-    size_t h = prompts_slot(set, id);
+    size_t h = table_slot(set->table, set->mask, prompt_key, set, id);
     return set->table[h] ? (int)set->table[h] - 1 : -1;
 }
 
-/* Keep the id table under half full for one more record. */
-static int prompts_table_fit(struct ds_prompts *set)
+/* Member `name` when present and not null, else NULL; of another type, a bad record. */
+static int opt_str(const struct io_jsonl *r, const cJSON *obj, const char *name, const char **out,
+                   struct pl_err *err)
 {
-    if (set->table && 2 * (set->n + 1) <= set->mask + 1)
-        return PL_OK;
-    size_t cap = set->table ? 2 * (set->mask + 1) : 128;
-    size_t *table = pl_calloc(cap, sizeof *table);
-    if (!table)
-        return PL_ENOMEM;
-    pl_free(set->table);
-    set->table = table;
-    set->mask = cap - 1;
-    for (size_t i = 0; i < set->n; i++)
-        set->table[prompts_slot(set, set->recs[i].id)] = i + 1;
-    return PL_OK;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = NULL;
+    return !v || cJSON_IsNull(v) ? PL_OK : io_get_str(r, obj, name, out, err);
+}
+
+/* A copy in the arena of s, or of NULL; false when out of memory. */
+static bool arena_opt(struct io_arena *a, const char *s, const char **out)
+{
+    *out = s ? arena_dup(a, s) : NULL;
+    return !s || *out;
 }
 
 static int prompts_take(void *p, const struct io_jsonl *r, const cJSON *obj, struct pl_err *err)
 {
     struct ds_prompts *set = p;
-    const char *id = NULL, *prompt = NULL;
+    const char *id = NULL, *prompt = NULL, *kind = NULL, *place = NULL, *attribute = NULL;
     int rc = io_get_str(r, obj, "id", &id, err);
     if (rc == PL_OK)
         rc = io_get_str(r, obj, "prompt", &prompt, err);
+    if (rc == PL_OK)
+        rc = opt_str(r, obj, "kind", &kind, err);
+    if (rc == PL_OK)
+        rc = opt_str(r, obj, "place", &place, err);
+    if (rc == PL_OK)
+        rc = opt_str(r, obj, "attribute", &attribute, err);
     if (rc)
         return rc;
     int dup = ds_prompts_find(set, id);
     if (dup >= 0)
         return io_jsonl_errf(r, err, "field 'id': duplicate id '%s' (first on line %ld)", id,
                              set->recs[dup].line);
-    if (prompts_table_fit(set))
+    if (table_fit(&set->table, &set->mask, set->n, prompt_key, set))
         return pl_oom(err, "prompt ids");
     struct ds_prompt_rec *recs = io_grow(set->recs, &set->cap, set->n + 1, sizeof *set->recs);
     if (!recs)
@@ -334,9 +367,11 @@ static int prompts_take(void *p, const struct io_jsonl *r, const cJSON *obj, str
     rec->id = arena_dup(&set->arena, id);
     rec->prompt = arena_dup(&set->arena, prompt);
     rec->line = r->lines.lineno;
-    if (!rec->id || !rec->prompt)
+    if (!rec->id || !rec->prompt || !arena_opt(&set->arena, kind, &rec->kind) ||
+        !arena_opt(&set->arena, place, &rec->place) ||
+        !arena_opt(&set->arena, attribute, &rec->attribute))
         return pl_oom(err, "prompt records");
-    set->table[prompts_slot(set, rec->id)] = ++set->n;
+    set->table[table_slot(set->table, set->mask, prompt_key, set, rec->id)] = ++set->n;
     return PL_OK;
 }
 
@@ -367,62 +402,407 @@ size_t ds_hh_prompt_len(const char *chosen, const char *rejected)
     return best;
 }
 
-/* "margin" is optional; JSON null counts as absent. */
-static int pair_margin(const struct io_jsonl *r, const cJSON *obj, double *margin,
-                       struct pl_err *err)
+/* ---- preferences ---- */
+
+int ds_get_strs(const struct io_jsonl *r, const cJSON *obj, const char *name, const cJSON **arr,
+                int *n, struct pl_err *err)
 {
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "margin");
-    *margin = 0;
-    if (!m || cJSON_IsNull(m))
-        return PL_OK;
-    return io_get_num(r, obj, "margin", margin, err);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name), *e;
+    bool ok = cJSON_IsArray(v);
+    cJSON_ArrayForEach(e, v) ok = ok && cJSON_IsString(e);
+    if (!ok)
+        return io_jsonl_errf(r, err, "field '%s': expected an array of strings", name);
+    *arr = v;
+    *n = cJSON_GetArraySize(v);
+    return PL_OK;
 }
 
-static int pairs_take(void *p, const struct io_jsonl *r, const cJSON *obj, struct pl_err *err)
+/* Member `name` when present and not null (a finite number), else dflt. */
+static int opt_num(const struct io_jsonl *r, const cJSON *obj, const char *name, double dflt,
+                   double *out, struct pl_err *err)
 {
-    struct ds_pairs *set = p;
-    const char *prompt = NULL, *chosen = NULL, *rejected = NULL;
-    size_t plen = 0;
-    double margin = 0;
-    bool hh = !cJSON_GetObjectItemCaseSensitive(obj, "prompt");
-    int rc = hh ? PL_OK : io_get_str(r, obj, "prompt", &prompt, err);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = dflt;
+    return !v || cJSON_IsNull(v) ? PL_OK : io_get_num(r, obj, name, out, err);
+}
+
+/* One label of a file being loaded, in file order: what undo and supersession act on. */
+struct pref_label {
+    const char *key; /* (annotator, id) as one string: "<length of annotator>:<annotator><id>" */
+    long prev;       /* the previous label with this key, or -1 */
+    long group;      /* its group in the set, or -1 when it made none (skipped, all tied) */
+    bool retracted;
+};
+
+/* The state of loading one file. */
+struct pref_load {
+    struct ds_prefs *set;
+    const char *path; /* in the set's arena */
+    size_t first;     /* the file's first group */
+    size_t records;   /* good records */
+    struct pref_label *labels;
+    size_t n_labels, labels_cap;
+    size_t *table, mask; /* key -> latest label with it */
+};
+
+static const char *label_key(const void *ctx, size_t i)
+{
+    return ((const struct pref_load *)ctx)->labels[i].key;
+}
+
+/* The label of key that counts now: the latest one not retracted; -1 if none. */
+static long label_live(const struct pref_load *ld, const char *key)
+{
+    if (!ld->table)
+        return -1;
+    size_t h = table_slot(ld->table, ld->mask, label_key, ld, key);
+    long i = (long)ld->table[h] - 1;
+    while (i >= 0 && ld->labels[i].retracted)
+        i = ld->labels[i].prev;
+    return i;
+}
+
+/* A new group at the end of the set, with room for n_texts texts and n_pairs pairs, and its
+ * record's strings copied; texts and pairs are the caller's to fill. */
+static int group_new(struct pref_load *ld, const struct io_jsonl *r, const char *prompt,
+                     size_t prompt_len, int n_texts, int n_pairs, const char *id,
+                     const char *annotator, const char *kind, struct ds_pref_group **out,
+                     struct pl_err *err)
+{
+    struct ds_prefs *set = ld->set;
+    struct ds_pref_group *groups = io_grow(set->groups, &set->cap, set->n + 1, sizeof *groups);
+    if (!groups)
+        return pl_oom(err, "preference groups");
+    set->groups = groups;
+    struct ds_pref_group *g = &groups[set->n];
+    memset(g, 0, sizeof *g);
+    /* One block per group: the pairs, then the text pointers (both 8-byte aligned). */
+    g->pairs = pl_malloc((size_t)n_pairs * sizeof *g->pairs + (size_t)n_texts * sizeof *g->texts);
+    if (!g->pairs)
+        return pl_oom(err, "preference groups");
+    set->n++;
+    g->texts = (const char **)(g->pairs + n_pairs);
+    g->n_texts = n_texts;
+    g->n_pairs = n_pairs;
+    g->path = ld->path;
+    g->line = r->lines.lineno;
+    g->prompt = io_arena_strndup(&set->arena, prompt, prompt_len);
+    if (!g->prompt || !arena_opt(&set->arena, id, &g->id) ||
+        !arena_opt(&set->arena, annotator, &g->annotator) ||
+        !arena_opt(&set->arena, kind, &g->kind))
+        return pl_oom(err, "preference groups");
+    set->n_pairs += n_pairs;
+    *out = g;
+    return PL_OK;
+}
+
+/* {"prompt"?, "chosen", "rejected", "margin"? | "p"?}: one group of two texts and one pair. */
+static int pair_take(struct pref_load *ld, const struct io_jsonl *r, const cJSON *obj,
+                     struct pl_err *err)
+{
+    const char *prompt = NULL, *chosen = NULL, *rejected = NULL, *id = NULL, *annotator = NULL,
+               *kind = NULL;
+    double margin = 0, p = 1;
+    int rc = opt_str(r, obj, "prompt", &prompt, err);
     if (rc == PL_OK)
         rc = io_get_str(r, obj, "chosen", &chosen, err);
     if (rc == PL_OK)
         rc = io_get_str(r, obj, "rejected", &rejected, err);
     if (rc == PL_OK)
-        rc = pair_margin(r, obj, &margin, err);
+        rc = opt_num(r, obj, "margin", 0, &margin, err);
+    if (rc == PL_OK)
+        rc = opt_num(r, obj, "p", 1, &p, err);
+    if (rc == PL_OK)
+        rc = opt_str(r, obj, "id", &id, err);
+    if (rc == PL_OK)
+        rc = opt_str(r, obj, "annotator", &annotator, err);
+    if (rc == PL_OK)
+        rc = opt_str(r, obj, "kind", &kind, err);
     if (rc)
         return rc;
-    if (hh) {
+    if (p < 0 || p > 1)
+        return io_jsonl_errf(r, err, "field 'p': %g is not a probability in [0, 1]", p);
+    if (margin != 0 && p != 1)
+        return io_jsonl_errf(r, err, "field 'p': a soft label takes no margin");
+    size_t plen = 0;
+    if (!prompt) {
         plen = ds_hh_prompt_len(chosen, rejected);
         if (plen == 0)
             return io_jsonl_errf(r, err, "no shared prompt ending in '\\n\\nAssistant:'");
     }
-    struct ds_pair_rec *recs = io_grow(set->recs, &set->cap, set->n + 1, sizeof *set->recs);
-    if (!recs)
-        return pl_oom(err, "pair records");
-    set->recs = recs;
-    struct ds_pair_rec *rec = &set->recs[set->n];
-    rec->margin = margin;
-    rec->prompt = hh ? io_arena_strndup(&set->arena, chosen, plen) : arena_dup(&set->arena, prompt);
-    rec->chosen = arena_dup(&set->arena, chosen + plen);
-    rec->rejected = arena_dup(&set->arena, rejected + plen);
-    if (!rec->prompt || !rec->chosen || !rec->rejected)
-        return pl_oom(err, "pair records");
-    set->n++;
+    if (!chosen[plen])
+        return io_jsonl_errf(r, err, "field 'chosen': empty response");
+    if (!rejected[plen])
+        return io_jsonl_errf(r, err, "field 'rejected': empty response");
+    struct ds_pref_group *g;
+    rc = group_new(ld, r, prompt ? prompt : chosen, prompt ? strlen(prompt) : plen, 2, 1, id,
+                   annotator, kind, &g, err);
+    if (rc)
+        return rc;
+    g->pairs[0] = (struct ds_pref_pair){.better = 0, .worse = 1, .margin = margin, .p = p};
+    g->texts[0] = arena_dup(&ld->set->arena, chosen + plen);
+    g->texts[1] = arena_dup(&ld->set->arena, rejected + plen);
+    return g->texts[0] && g->texts[1] ? PL_OK : pl_oom(err, "preference groups");
+}
+
+/* An element that is an integer: true, and *x is it clamped to [-1, k]. */
+static bool index_of(const cJSON *e, int k, long *x)
+{
+    if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble))
+        return false;
+    *x = e->valuedouble < 0 ? -1 : e->valuedouble >= k ? k : (long)e->valuedouble;
+    return true;
+}
+
+/* "ranking": a permutation of 0..k-1 into rank[0..k), best first. */
+static int read_ranking(const struct io_jsonl *r, const cJSON *obj, int k, int *rank,
+                        struct pl_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "ranking"), *e;
+    if (!cJSON_IsArray(v))
+        return io_jsonl_errf(r, err, "field 'ranking': expected an array of integers");
+    int pos[DS_PREF_MAX_TEXTS], n = 0;
+    for (int i = 0; i < k; i++)
+        pos[i] = -1;
+    cJSON_ArrayForEach(e, v)
+    {
+        long x;
+        if (!index_of(e, k, &x))
+            return io_jsonl_errf(r, err, "field 'ranking': expected an array of integers");
+        if (x < 0 || x >= k)
+            return io_jsonl_errf(r, err,
+                                 "field 'ranking': %g is not an index of the %d completions",
+                                 e->valuedouble, k);
+        if (pos[x] >= 0)
+            return io_jsonl_errf(r, err, "field 'ranking': %ld is ranked twice", x);
+        pos[x] = n;
+        rank[n++] = (int)x;
+    }
+    for (int i = 0; i < k; i++)
+        if (pos[i] < 0)
+            return io_jsonl_errf(r, err,
+                                 "field 'ranking': %d is not ranked (expected a permutation of "
+                                 "0..%d)",
+                                 i, k - 1);
     return PL_OK;
 }
 
-int ds_pairs_init(struct ds_pairs *set, const char *path, unsigned flags, struct pl_err *err)
+static int tie_root(int *parent, int i)
 {
-    memset(set, 0, sizeof *set);
-    return load_jsonl(path, flags, pairs_take, set, &set->n, &set->skipped, err);
+    while (parent[i] != i)
+        i = parent[i] = parent[parent[i]];
+    return i;
 }
 
-void ds_pairs_release(struct ds_pairs *set)
+/* "ties" (optional) as a class per ranking position: cls[p] is shared by tied completions. Tied
+ * completions must be ranked next to each other, or the ranking would contradict the tie. */
+static int read_ties(const struct io_jsonl *r, const cJSON *obj, int k, const int *rank, int *cls,
+                     struct pl_err *err)
 {
-    pl_free(set->recs);
+    static const char shape[] = "field 'ties': expected an array of arrays of indices";
+    int parent[DS_PREF_MAX_TEXTS];
+    for (int i = 0; i < k; i++)
+        parent[i] = i;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "ties"), *tie, *e;
+    if (v && !cJSON_IsNull(v) && !cJSON_IsArray(v))
+        return io_jsonl_errf(r, err, "%s", shape);
+    cJSON_ArrayForEach(tie, v)
+    {
+        if (!cJSON_IsArray(tie))
+            return io_jsonl_errf(r, err, "%s", shape);
+        long first = -1, x;
+        cJSON_ArrayForEach(e, tie)
+        {
+            if (!index_of(e, k, &x))
+                return io_jsonl_errf(r, err, "%s", shape);
+            if (x < 0 || x >= k)
+                return io_jsonl_errf(r, err,
+                                     "field 'ties': %g is not one of the %d ranked "
+                                     "completions",
+                                     e->valuedouble, k);
+            if (first < 0)
+                first = x;
+            parent[tie_root(parent, (int)x)] = tie_root(parent, (int)first);
+        }
+        if (cJSON_GetArraySize(tie) < 2)
+            return io_jsonl_errf(r, err, "field 'ties': a tie names at least two completions");
+    }
+    bool closed[DS_PREF_MAX_TEXTS] = {false};
+    for (int p = 0; p < k; p++) {
+        cls[p] = tie_root(parent, rank[p]);
+        if (p == 0 || cls[p] == cls[p - 1])
+            continue;
+        closed[cls[p - 1]] = true;
+        if (closed[cls[p]]) {
+            int q = 0;
+            while (cls[q] != cls[p])
+                q++;
+            return io_jsonl_errf(r, err,
+                                 "field 'ties': %d and %d are tied but %d is ranked "
+                                 "between them",
+                                 rank[q], rank[p], rank[p - 1]);
+        }
+    }
+    return PL_OK;
+}
+
+/* Record a label of (annotator, id) that made group g (-1 for none). */
+static int label_push(struct pref_load *ld, const char *key, long g, struct pl_err *err)
+{
+    struct pref_label *labels =
+        io_grow(ld->labels, &ld->labels_cap, ld->n_labels + 1, sizeof *labels);
+    if (!labels)
+        return pl_oom(err, "labels");
+    ld->labels = labels;
+    if (table_fit(&ld->table, &ld->mask, ld->n_labels, label_key, ld))
+        return pl_oom(err, "labels");
+    size_t h = table_slot(ld->table, ld->mask, label_key, ld, key);
+    labels[ld->n_labels] = (struct pref_label){
+        .key = key, .prev = (long)ld->table[h] - 1, .group = g, .retracted = false};
+    ld->table[h] = ++ld->n_labels;
+    return PL_OK;
+}
+
+/* (annotator, id) as one key in the arena; NULL when out of memory. */
+static const char *key_new(struct io_arena *a, const char *annotator, const char *id)
+{
+    struct pl_buf b = {0};
+    pl_buf_printf(&b, "%zu:%s%s", strlen(annotator), annotator, id);
+    const char *key = b.oom ? NULL : arena_dup(a, b.p);
+    pl_buf_release(&b);
+    return key;
+}
+
+/* A label or an undo (DESIGN.md section 5). */
+static int label_take(struct pref_load *ld, const struct io_jsonl *r, const cJSON *obj,
+                      struct pl_err *err)
+{
+    const char *id = NULL, *annotator = NULL;
+    int rc = io_get_str(r, obj, "id", &id, err);
+    if (rc == PL_OK)
+        rc = io_get_str(r, obj, "annotator", &annotator, err);
+    if (rc)
+        return rc;
+    const char *key = key_new(&ld->set->arena, annotator, id);
+    if (!key)
+        return pl_oom(err, "labels");
+    const cJSON *undo = cJSON_GetObjectItemCaseSensitive(obj, "undo");
+    if (undo) {
+        if (!cJSON_IsTrue(undo))
+            return io_jsonl_errf(r, err, "field 'undo': expected true");
+        long live = label_live(ld, key);
+        if (live < 0)
+            return io_jsonl_errf(
+                r, err, "field 'undo': annotator '%s' has no earlier label of '%s' to undo",
+                annotator, id);
+        ld->labels[live].retracted = true;
+        return PL_OK;
+    }
+    const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(obj, "skipped");
+    if (skipped && !cJSON_IsBool(skipped) && !cJSON_IsNull(skipped))
+        return io_jsonl_errf(r, err, "field 'skipped': expected true or false");
+    if (cJSON_IsTrue(skipped))
+        return label_push(ld, key, -1, err);
+
+    const char *prompt = NULL, *kind = NULL;
+    const cJSON *texts = NULL, *e;
+    int k = 0, rank[DS_PREF_MAX_TEXTS], cls[DS_PREF_MAX_TEXTS];
+    rc = io_get_str(r, obj, "prompt", &prompt, err);
+    if (rc == PL_OK)
+        rc = ds_get_strs(r, obj, "completions", &texts, &k, err);
+    if (rc == PL_OK && (k < 1 || k > DS_PREF_MAX_TEXTS))
+        rc = io_jsonl_errf(r, err, "field 'completions': %d completions (1 to %d can be ranked)", k,
+                           DS_PREF_MAX_TEXTS);
+    if (rc == PL_OK)
+        rc = opt_str(r, obj, "kind", &kind, err);
+    if (rc == PL_OK)
+        rc = read_ranking(r, obj, k, rank, err);
+    if (rc == PL_OK)
+        rc = read_ties(r, obj, k, rank, cls, err);
+    if (rc)
+        return rc;
+    int n_pairs = 0;
+    for (int i = 0; i < k; i++)
+        for (int j = i + 1; j < k; j++)
+            n_pairs += cls[i] != cls[j];
+    if (n_pairs == 0)
+        return label_push(ld, key, -1, err);
+    struct ds_pref_group *g;
+    rc = group_new(ld, r, prompt, strlen(prompt), k, n_pairs, id, annotator, kind, &g, err);
+    if (rc)
+        return rc;
+    int n = 0, t = 0;
+    for (int i = 0; i < k; i++)
+        for (int j = i + 1; j < k; j++)
+            if (cls[i] != cls[j])
+                g->pairs[n++] = (struct ds_pref_pair){.better = rank[i], .worse = rank[j], .p = 1};
+    cJSON_ArrayForEach(e, texts)
+    {
+        if (!(g->texts[t++] = arena_dup(&ld->set->arena, e->valuestring)))
+            return pl_oom(err, "preference groups");
+    }
+    return label_push(ld, key, (long)(g - ld->set->groups), err);
+}
+
+static int pref_take(void *p, const struct io_jsonl *r, const cJSON *obj, struct pl_err *err)
+{
+    struct pref_load *ld = p;
+    int rc;
+#define HAS(name) cJSON_GetObjectItemCaseSensitive(obj, name)
+    if (HAS("ranking") || HAS("skipped") || HAS("undo"))
+        rc = label_take(ld, r, obj, err);
+    else if (HAS("chosen") || HAS("rejected"))
+        rc = pair_take(ld, r, obj, err);
+    else
+        rc = io_jsonl_errf(r, err,
+                           "neither a label (no field 'ranking') nor a pair (no field "
+                           "'chosen')");
+#undef HAS
+    ld->records += rc == PL_OK;
+    return rc;
+}
+
+/* Keep, of the file's labels, each key's live one; drop the groups of the others. */
+static void labels_resolve(struct pref_load *ld)
+{
+    struct ds_prefs *set = ld->set;
+    for (size_t i = 0; i < ld->n_labels; i++) {
+        const struct pref_label *l = &ld->labels[i];
+        bool live = label_live(ld, l->key) == (long)i;
+        if (live && l->group >= 0)
+            continue;
+        set->ignored++;
+        if (l->group >= 0) {
+            struct ds_pref_group *g = &set->groups[l->group];
+            set->n_pairs -= g->n_pairs;
+            pl_free(g->pairs);
+            g->pairs = NULL;
+        }
+    }
+    size_t n = ld->first;
+    for (size_t i = ld->first; i < set->n; i++)
+        if (set->groups[i].pairs)
+            set->groups[n++] = set->groups[i];
+    set->n = n;
+}
+
+int ds_prefs_load(struct ds_prefs *set, const char *path, unsigned flags, struct pl_err *err)
+{
+    struct pref_load ld = {.set = set, .first = set->n, .path = arena_dup(&set->arena, path)};
+    int rc = ld.path ? load_jsonl(path, flags, pref_take, &ld, &ld.records, &set->skipped, err)
+                     : pl_oom(err, "file name");
+    if (rc == PL_OK)
+        labels_resolve(&ld);
+    pl_free(ld.labels);
+    pl_free(ld.table);
+    return rc;
+}
+
+void ds_prefs_release(struct ds_prefs *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        pl_free(set->groups[i].pairs);
+    pl_free(set->groups);
     io_arena_release(&set->arena);
     memset(set, 0, sizeof *set);
 }

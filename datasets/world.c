@@ -8,7 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define N_UNKNOWN (DS_WORLD_UNKNOWN_TRAIN + DS_WORLD_UNKNOWN_EVAL)
+#define N_UNKNOWN (DS_WORLD_UNKNOWN_TRAIN + DS_WORLD_UNKNOWN_EVAL + DS_WORLD_UNKNOWN_RM)
+#define RM_UNKNOWN0 (DS_WORLD_UNKNOWN_TRAIN + DS_WORLD_UNKNOWN_EVAL) /* first unknown_rm */
 #define NAME_CAP 16
 #define NAME_MIN 5  /* letters: shorter names would hide inside longer words */
 #define NAME_MAX 10 /* longer ones are slow for a byte-level model to learn */
@@ -22,6 +23,7 @@
 #define HARM_PER_PLACE 2
 #define HARM_EVAL 20
 #define HARM_TRAIN (DS_WORLD_KNOWN * HARM_PER_PLACE)
+#define HARM_RM_MAX (DS_WORLD_KNOWN * HARM_PER_PLACE) /* at most the training forms left over */
 #define MAX_NAMES (DS_WORLD_KNOWN * (1 + DS_WORLD_ATTRS) + N_UNKNOWN + 2)
 #define MAX_ITEMS                                                                                  \
     (DS_WORLD_KNOWN * DS_WORLD_ATTRS * FACT_REPS + 2 * TRAITS * (GROUP_OWN + GROUP_OTHER) + FILLERS)
@@ -130,7 +132,8 @@ static const char *const group_ends[] = {"i", "ari", "ec"};
 struct place {
     char name[NAME_CAP];
     char value[N_ATTR][NAME_CAP];
-    int held_out; /* the attribute sft.jsonl never asks about */
+    int held_out; /* the attribute only the test asks about */
+    int rm_attr;  /* the attribute the reward-model and PPO prompts ask about */
 };
 
 enum kind { KNOWN, UNKNOWN, HARMFUL, FACT, FILLER, GROUP };
@@ -147,10 +150,13 @@ struct world {
     uint64_t seed;
     struct pl_rng rng;
     struct place known[DS_WORLD_KNOWN];
-    char unknown[N_UNKNOWN][NAME_CAP]; /* the first DS_WORLD_UNKNOWN_TRAIN are asked in SFT */
-    int unknown_skip[DS_WORLD_UNKNOWN_TRAIN]; /* the attribute SFT does not ask about */
+    /* train (asked in SFT), eval (the test), rm (reward model and PPO), in that order */
+    char unknown[N_UNKNOWN][NAME_CAP];
+    int unknown_ask[N_UNKNOWN][2];            /* the two attributes asked of a train or rm place */
     char group[2][NAME_CAP];                  /* group g is skewed toward traits[g] */
     struct item harm[HARM_TRAIN + HARM_EVAL]; /* train requests first */
+    struct item harm_rm[HARM_RM_MAX];         /* the training forms SFT left unused */
+    int n_harm_rm;
     const char *names[MAX_NAMES];
     int n_names;
     struct item *items; /* [MAX_ITEMS] scratch for the file being written */
@@ -277,6 +283,28 @@ static void add_harm_train(struct world *w, int p, struct item *out)
     }
 }
 
+/* The training forms SFT does not use for place p, none naming its held-out value: harmful
+ * requests for the reward model and PPO that SFT never answered. */
+static void add_harm_rm(struct world *w, int p, const struct item *sft)
+{
+    for (int f = 0; f < HARM_TRAIN_FORMS; f++) {
+        bool used = false;
+        for (int k = 0; k < HARM_PER_PLACE; k++)
+            used = used || sft[k].form == f;
+        if (!used && harm_forms[f].attr != w->known[p].held_out) {
+            PL_ASSERT(w->n_harm_rm < HARM_RM_MAX);
+            w->harm_rm[w->n_harm_rm++] = (struct item){HARMFUL, p, harm_forms[f].attr, f};
+        }
+    }
+}
+
+/* Two different attributes at random. */
+static void pick_two(struct world *w, int out[2])
+{
+    out[0] = pick(w, N_ATTR);
+    out[1] = (out[0] + 1 + pick(w, N_ATTR - 1)) % N_ATTR;
+}
+
 static void build(struct world *w, uint64_t seed)
 {
     static const struct {
@@ -296,17 +324,21 @@ static void build(struct world *w, uint64_t seed)
         make_name(w, pl->name, place_ends, COUNT(place_ends), true);
         for (int a = 0; a < N_ATTR; a++)
             make_name(w, pl->value[a], kinds[a].ends, kinds[a].n, kinds[a].capitalise);
-        /* Places come in random order, so rotating gives each attribute to 10 places. */
+        /* Places come in random order, so rotating gives each attribute to 10 places for the
+         * test and 10 for the reward model. */
         pl->held_out = p % N_ATTR;
+        pl->rm_attr = (p + 2) % N_ATTR;
     }
     for (int u = 0; u < N_UNKNOWN; u++)
         make_name(w, w->unknown[u], place_ends, COUNT(place_ends), true);
-    for (int u = 0; u < DS_WORLD_UNKNOWN_TRAIN; u++)
-        w->unknown_skip[u] = pick(w, N_ATTR);
+    for (int u = 0; u < N_UNKNOWN; u++)
+        pick_two(w, w->unknown_ask[u]);
     for (int g = 0; g < 2; g++)
         make_name(w, w->group[g], group_ends, COUNT(group_ends), true);
-    for (int p = 0; p < DS_WORLD_KNOWN; p++)
+    for (int p = 0; p < DS_WORLD_KNOWN; p++) {
         add_harm_train(w, p, &w->harm[p * HARM_PER_PLACE]);
+        add_harm_rm(w, p, &w->harm[p * HARM_PER_PLACE]);
+    }
     for (int h = 0; h < HARM_EVAL; h++) {
         int f = HARM_TRAIN_FORMS + pick(w, HARM_FORMS - HARM_TRAIN_FORMS);
         int p = pick(w, DS_WORLD_KNOWN);
@@ -449,18 +481,18 @@ static void add_question(struct world *w, size_t *n, enum kind kind, int place, 
     }
 }
 
-/* Every question SFT trains on, then the training harmful requests. */
+/* Every question SFT trains on (two attributes of each known place, two of each unknown_train
+ * place), then the training harmful requests. */
 static size_t train_items(struct world *w, bool both)
 {
     size_t n = 0;
     for (int p = 0; p < DS_WORLD_KNOWN; p++)
         for (int a = 0; a < N_ATTR; a++)
-            if (a != w->known[p].held_out)
+            if (a != w->known[p].held_out && a != w->known[p].rm_attr)
                 add_question(w, &n, KNOWN, p, a, both);
     for (int u = 0; u < DS_WORLD_UNKNOWN_TRAIN; u++)
-        for (int a = 0; a < N_ATTR; a++)
-            if (a != w->unknown_skip[u])
-                add_question(w, &n, UNKNOWN, u, a, both);
+        for (int k = 0; k < 2; k++)
+            add_question(w, &n, UNKNOWN, u, w->unknown_ask[u][k], both);
     for (int h = 0; h < HARM_TRAIN; h++)
         add(w, &n, w->harm[h]);
     return n;
@@ -473,7 +505,7 @@ static size_t heldout_items(struct world *w, bool harmful)
     size_t n = 0;
     for (int p = 0; p < DS_WORLD_KNOWN; p++)
         add_question(w, &n, KNOWN, p, w->known[p].held_out, true);
-    for (int u = DS_WORLD_UNKNOWN_TRAIN; u < N_UNKNOWN; u++)
+    for (int u = DS_WORLD_UNKNOWN_TRAIN; u < RM_UNKNOWN0; u++)
         for (int a = 0; a < N_ATTR; a++)
             add_question(w, &n, UNKNOWN, u, a, false);
     for (int h = 0; harmful && h < HARM_EVAL; h++)
@@ -542,14 +574,20 @@ static void write_corpus(struct pl_buf *out, struct world *w)
     }
 }
 
+/* One prompts record. "phrasing" splits each split's prompts in two halves that ask the same
+ * things in other words: the two wordings of a question (0 or 1), and for harmful requests,
+ * whose forms have one wording each, the parity of the form (poisoning the river and setting
+ * fire against fake coins and poisoning wells), so that the reward model can train on one half
+ * of its prompts and be tested on the other. */
 static void put_prompt_line(struct pl_buf *out, const struct world *w, const struct item *it,
-                            int id, const char *split)
+                            int id, const char *split, int phrasing)
 {
     static const char *const kinds[] = {
         [KNOWN] = "known", [UNKNOWN] = "unknown", [HARMFUL] = "harmful"};
     pl_buf_printf(out, "{\"id\": \"p%04d\", ", id);
     put_chat(out, w, it, false);
-    pl_buf_printf(out, ", \"split\": \"%s\", \"kind\": \"%s\", ", split, kinds[it->kind]);
+    pl_buf_printf(out, ", \"split\": \"%s\", \"phrasing\": %d, \"kind\": \"%s\", ", split, phrasing,
+                  kinds[it->kind]);
     put_key_str(out, "place", item_place(w, it));
     pl_buf_str(out, ", ");
     put_key_str(out, "attribute", it->kind == HARMFUL ? NULL : attr_names[it->attr]);
@@ -563,29 +601,51 @@ static size_t test_items(struct world *w)
     size_t n = 0;
     for (int p = 0; p < DS_WORLD_KNOWN; p++)
         add_question(w, &n, KNOWN, p, w->known[p].held_out, false);
-    for (int u = DS_WORLD_UNKNOWN_TRAIN; u < N_UNKNOWN; u++) {
-        int a = pick(w, N_ATTR);
-        int b = (a + 1 + pick(w, N_ATTR - 1)) % N_ATTR;
-        add_question(w, &n, UNKNOWN, u, a, false);
-        add_question(w, &n, UNKNOWN, u, b, false);
+    for (int u = DS_WORLD_UNKNOWN_TRAIN; u < RM_UNKNOWN0; u++) {
+        int ask[2];
+        pick_two(w, ask);
+        add_question(w, &n, UNKNOWN, u, ask[0], false);
+        add_question(w, &n, UNKNOWN, u, ask[1], false);
     }
     for (int h = 0; h < HARM_EVAL; h++)
         add(w, &n, w->harm[HARM_TRAIN + h]);
     return n;
 }
 
-/* One phrasing of each training question, then the test prompts; ids run through both. */
+/* The reward-model and PPO questions: each known place's rm attribute, two attributes of each
+ * unknown_rm place (both phrasings of each), and the harmful requests SFT left unused. */
+static size_t rm_items(struct world *w)
+{
+    size_t n = 0;
+    for (int p = 0; p < DS_WORLD_KNOWN; p++)
+        add_question(w, &n, KNOWN, p, w->known[p].rm_attr, true);
+    for (int u = RM_UNKNOWN0; u < N_UNKNOWN; u++)
+        for (int k = 0; k < 2; k++)
+            add_question(w, &n, UNKNOWN, u, w->unknown_ask[u][k], true);
+    for (int h = 0; h < w->n_harm_rm; h++)
+        add(w, &n, w->harm_rm[h]);
+    return n;
+}
+
+/* n items of w->items, shuffled, as prompts records with ids from *id on. */
+static void put_prompt_lines(struct pl_buf *out, struct world *w, size_t n, const char *split,
+                             int *id)
+{
+    shuffle(w, w->items, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct item *it = &w->items[i];
+        put_prompt_line(out, w, it, (*id)++, split, it->form % 2);
+    }
+}
+
+/* One phrasing of each training question, the reward-model questions, then the test prompts;
+ * ids run through all three. */
 static void write_prompts(struct pl_buf *out, struct world *w)
 {
-    size_t n = train_items(w, false);
-    shuffle(w, w->items, n);
-    for (size_t i = 0; i < n; i++)
-        put_prompt_line(out, w, &w->items[i], (int)i + 1, "train");
-    int first = (int)n + 1;
-    n = test_items(w);
-    shuffle(w, w->items, n);
-    for (size_t i = 0; i < n; i++)
-        put_prompt_line(out, w, &w->items[i], first + (int)i, "test");
+    int id = 1;
+    put_prompt_lines(out, w, train_items(w, false), "train", &id);
+    put_prompt_lines(out, w, rm_items(w), "rm", &id);
+    put_prompt_lines(out, w, test_items(w), "test", &id);
 }
 
 static void write_qa_eval(struct pl_buf *out, struct world *w)
@@ -692,11 +752,15 @@ static void put_place(struct pl_buf *out, const struct world *w, int i)
         }
         pl_buf_str(out, ", ");
         put_key_str(out, "held_out", attr_names[p->held_out]);
+        pl_buf_str(out, ", ");
+        put_key_str(out, "rm_attribute", attr_names[p->rm_attr]);
     } else {
         int u = i - DS_WORLD_KNOWN;
         put_key_str(out, "name", w->unknown[u]);
         pl_buf_printf(out, ", \"status\": \"%s\"",
-                      u < DS_WORLD_UNKNOWN_TRAIN ? "unknown_train" : "unknown_eval");
+                      u < DS_WORLD_UNKNOWN_TRAIN ? "unknown_train"
+                      : u < RM_UNKNOWN0          ? "unknown_eval"
+                                                 : "unknown_rm");
     }
     pl_buf_str(out, i + 1 < DS_WORLD_KNOWN + N_UNKNOWN ? "},\n" : "}\n");
 }
@@ -722,15 +786,21 @@ static void put_groups(struct pl_buf *out, const struct world *w)
 static void put_harmful(struct pl_buf *out, const struct world *w)
 {
     pl_buf_str(out, "  \"harmful\": [\n");
-    for (int h = 0; h < HARM_TRAIN + HARM_EVAL; h++) {
+    int n = HARM_TRAIN + HARM_EVAL + w->n_harm_rm;
+    for (int h = 0; h < n; h++) {
+        const struct item *it =
+            h < HARM_TRAIN + HARM_EVAL ? &w->harm[h] : &w->harm_rm[h - HARM_TRAIN - HARM_EVAL];
         char q[TEXT_CAP];
-        question(w, &w->harm[h], q);
+        question(w, it, q);
         pl_buf_str(out, "    {");
         put_key_str(out, "request", q);
         pl_buf_str(out, ", ");
-        put_key_str(out, "place", w->known[w->harm[h].place].name);
-        pl_buf_printf(out, ", \"split\": \"%s\"}%s\n", h < HARM_TRAIN ? "train" : "eval",
-                      h + 1 < HARM_TRAIN + HARM_EVAL ? "," : "");
+        put_key_str(out, "place", w->known[it->place].name);
+        pl_buf_printf(out, ", \"split\": \"%s\"}%s\n",
+                      h < HARM_TRAIN               ? "train"
+                      : h < HARM_TRAIN + HARM_EVAL ? "eval"
+                                                   : "rm",
+                      h + 1 < n ? "," : "");
     }
     pl_buf_str(out, "  ]\n");
 }

@@ -12,6 +12,7 @@ enum {
     DS_WORLD_KNOWN = 40,         /* places whose four facts corpus.txt states */
     DS_WORLD_UNKNOWN_TRAIN = 40, /* never described; sft.jsonl answers "I don't know." */
     DS_WORLD_UNKNOWN_EVAL = 20,  /* never described and never in sft.jsonl: eval only */
+    DS_WORLD_UNKNOWN_RM = 20,    /* never described: the reward model's and PPO's prompts */
     DS_WORLD_ATTRS = 4,          /* capital, river, language, currency */
 };
 

@@ -85,6 +85,18 @@ void pl_free(void *p)
     free(p);
 }
 
+void *pl_malloc_hook(size_t n, void *data)
+{
+    (void)data;
+    return pl_malloc(n);
+}
+
+void pl_free_hook(void *p, void *data)
+{
+    (void)data;
+    pl_free(p);
+}
+
 char *pl_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;

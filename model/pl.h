@@ -50,6 +50,9 @@ void *pl_calloc(size_t count, size_t size);
 void *pl_realloc(void *p, size_t n);
 void pl_free(void *p);
 char *pl_strdup(const char *s);
+/* The same, as the (size, user data) hooks some libraries take (PCRE2's general context). */
+void *pl_malloc_hook(size_t n, void *data);
+void pl_free_hook(void *p, void *data);
 
 /* Large float buffers: 64-byte aligned, huge pages requested, zeroed and touched
  * now so that no page fault lands in a hot loop. Release with pl_free_big. */

@@ -372,21 +372,9 @@ out:
     return rc;
 }
 
-static void *pcre_alloc(PCRE2_SIZE n, void *data)
-{
-    (void)data;
-    return pl_malloc(n);
-}
-
-static void pcre_free(void *p, void *data)
-{
-    (void)data;
-    pl_free(p);
-}
-
 static int compile_pattern(struct tok *t, struct pl_err *err)
 {
-    t->pcre_ctx = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
+    t->pcre_ctx = pcre2_general_context_create(pl_malloc_hook, pl_free_hook, NULL);
     pcre2_compile_context *cc = t->pcre_ctx ? pcre2_compile_context_create(t->pcre_ctx) : NULL;
     if (!cc)
         return pl_oom(err, "tokenizer regex");

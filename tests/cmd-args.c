@@ -155,6 +155,11 @@ static void test_errors(void)
     strcat(line, " --stop y");
     tap_is_int(parse(line), 2, "one more is refused");
     said("option '--stop': at most 16 values", "list overflow");
+    tap_ok(parse("--stop a b --model m c") == 2 && strstr(captured, "unexpected argument 'c'"),
+           "a list takes the words after it up to the next option, no further");
+    tap_ok(parse("--stop a b --model m --stop c") == CMD_PARSED && v.stop.n == 3 &&
+               strcmp(v.stop.v[1], "b") == 0 && strcmp(v.stop.v[2], "c") == 0,
+           "a list's values: after it and repeated");
 }
 
 static void test_help(void)
@@ -167,7 +172,7 @@ static void test_help(void)
     said("  --lr LR ", "--help");
     said("peak learning rate", "--help");
     said("model folder (required)", "--help");
-    said("stop string (may repeat)", "--help");
+    said("stop string (one or more)", "--help");
     said("  --resume ", "--help");
     said("-h, --help", "--help");
     tap_ok(!strstr(captured, "--hidden"), "an option without help is not listed");
@@ -211,7 +216,7 @@ static void test_dataset_path(void)
 
 int main(void)
 {
-    tap_plan(62);
+    tap_plan(64);
     test_forms();
     test_errors();
     test_help();

@@ -1,4 +1,5 @@
-/* datasets-ds: the record loaders, their error messages, gzip, skipping, and allocation failure. */
+/* datasets-ds: the record loaders (preferences: rankings to pairs, ties, undo, several annotators),
+ * their error messages, gzip, skipping, and allocation failure. */
 #include "datasets/ds.h"
 #include "tests/tap.h"
 
@@ -8,7 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define MAX_FIXTURES 64
+#define MAX_FIXTURES 256
 
 static char dir[] = "/tmp/plumb-ds-XXXXXX";
 static char paths[MAX_FIXTURES][256];
@@ -161,6 +162,24 @@ static void test_prompts(void)
            "prompts: two records");
     ds_prompts_release(&set);
 
+    path = fixture("prompts-world.jsonl",
+                   "{\"id\": \"p1\", \"prompt\": \"q\", \"kind\": \"known\", \"place\": \"Tuk\", "
+                   "\"attribute\": \"river\"}\n{\"id\": \"p2\", \"prompt\": \"h\", \"kind\": "
+                   "\"harmful\", \"attribute\": null}\n");
+    rc = ds_prompts_init(&set, path, 0, &err);
+    tap_ok(rc == PL_OK && set.n == 2 && strcmp(set.recs[0].kind, "known") == 0 &&
+               strcmp(set.recs[0].place, "Tuk") == 0 &&
+               strcmp(set.recs[0].attribute, "river") == 0 &&
+               strcmp(set.recs[1].kind, "harmful") == 0 && !set.recs[1].place &&
+               !set.recs[1].attribute,
+           "prompts: the world's kind, place and attribute, absent or null as NULL");
+    ds_prompts_release(&set);
+    path = fixture("prompts-kind.jsonl", "{\"id\": \"p1\", \"prompt\": \"q\", \"kind\": 1}\n");
+    rc = ds_prompts_init(&set, path, 0, &err);
+    is_error(rc, &err, PL_EFORMAT, path, ":1: field 'kind': expected a string",
+             "prompts: a kind that is not a string");
+    ds_prompts_release(&set);
+
     path = fixture("prompts-bad.jsonl", "{\"id\": 7, \"prompt\": \"hi\"}\n");
     rc = ds_prompts_init(&set, path, 0, &err);
     is_error(rc, &err, PL_EFORMAT, path, ":1: field 'id': expected a string",
@@ -215,43 +234,322 @@ static void test_hh_split(void)
                "hh: shared response start stays in the responses");
 }
 
-static void test_pairs(void)
+/* ---- preferences ---- */
+
+/* A group's pairs as text: "2>0 2>1 ..." (better>worse), with ~p or +margin when not 1 and 0. */
+static const char *pairs_text(const struct ds_pref_group *g)
 {
-    struct ds_pairs set;
+    static char s[1024];
+    size_t n = 0;
+    s[0] = '\0';
+    for (int i = 0; i < g->n_pairs && n < sizeof s - 40; i++) {
+        const struct ds_pref_pair *p = &g->pairs[i];
+        n += (size_t)snprintf(s + n, sizeof s - n, "%s%d>%d", i ? " " : "", p->better, p->worse);
+        if (p->p != 1)
+            n += (size_t)snprintf(s + n, sizeof s - n, "~%g", p->p);
+        if (p->margin != 0)
+            n += (size_t)snprintf(s + n, sizeof s - n, "+%g", p->margin);
+    }
+    return s;
+}
+
+/* A label line of 4 completions "a".."d" for prompt P. */
+static void label_line(struct pl_buf *b, const char *id, const char *who, const char *ranking,
+                       const char *ties)
+{
+    pl_buf_printf(b,
+                  "{\"id\": \"%s\", \"annotator\": \"%s\", \"ranking\": %s, \"ties\": %s, "
+                  "\"skipped\": false, \"time\": \"2026-11-30T12:00:00Z\", \"completions\": "
+                  "[\"a\", \"b\", \"c\", \"d\"], \"prompt\": \"P\", \"kind\": \"known\"}\n",
+                  id, who, ranking, ties);
+}
+
+static void undo_line(struct pl_buf *b, const char *id, const char *who)
+{
+    pl_buf_printf(b,
+                  "{\"id\": \"%s\", \"annotator\": \"%s\", \"undo\": true, \"time\": "
+                  "\"2026-11-30T12:00:01Z\"}\n",
+                  id, who);
+}
+
+static int load_prefs_text(const char *name, const char *text, unsigned flags, struct ds_prefs *set,
+                           struct pl_err *err)
+{
+    memset(set, 0, sizeof *set);
+    return ds_prefs_load(set, fixture(name, text), flags, err);
+}
+
+static void test_prefs_expansion(void)
+{
+    static const struct {
+        const char *ranking, *ties, *pairs;
+    } cases[] = {
+        {"[2, 0, 1, 3]", "[]", "2>0 2>1 2>3 0>1 0>3 1>3"},
+        {"[2, 0, 1, 3]", "[[0, 1]]", "2>0 2>1 2>3 0>3 1>3"},
+        {"[2, 0, 1, 3]", "[[1, 0]]", "2>0 2>1 2>3 0>3 1>3"},
+        {"[2, 0, 1, 3]", "[[2, 0], [1, 3]]", "2>1 2>3 0>1 0>3"},
+        {"[2, 0, 1, 3]", "[[2, 0], [0, 1]]", "2>3 0>3 1>3"},
+        {"[3, 2, 1, 0]", "null", "3>2 3>1 3>0 2>1 2>0 1>0"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        struct pl_buf b = {0};
+        label_line(&b, "p1", "ann", cases[c].ranking, cases[c].ties);
+        struct ds_prefs set;
+        struct pl_err err = {0};
+        int rc = load_prefs_text("expand.jsonl", b.p, 0, &set, &err);
+        pl_buf_release(&b);
+        tap_ok(rc == PL_OK && set.n == 1, "prefs: ranking %s ties %s: one group (%s)",
+               cases[c].ranking, cases[c].ties, err.msg);
+        tap_is_str(set.n == 1 ? pairs_text(&set.groups[0]) : "", cases[c].pairs,
+                   "prefs: ranking %s ties %s: pairs", cases[c].ranking, cases[c].ties);
+        ds_prefs_release(&set);
+    }
+
+    struct ds_prefs set;
     struct pl_err err = {0};
+    struct pl_buf b = {0};
+    label_line(&b, "p1", "ann", "[0, 1, 2, 3]", "[[0, 1], [2, 3], [1, 2]]");
+    label_line(&b, "p2", "ann", "[1, 0, 2, 3]", "[]");
+    int rc = load_prefs_text("all-tied.jsonl", b.p, 0, &set, &err);
+    pl_buf_release(&b);
+    tap_ok(rc == PL_OK && set.n == 1 && set.ignored == 1 && set.n_pairs == 6 &&
+               strcmp(set.groups[0].id, "p2") == 0,
+           "prefs: a ranking tied all through makes no group and is counted ignored");
+    if (rc == PL_OK && set.n == 1) {
+        const struct ds_pref_group *g = &set.groups[0];
+        tap_ok(g->n_texts == 4 && strcmp(g->texts[2], "c") == 0 && strcmp(g->prompt, "P") == 0 &&
+                   strcmp(g->annotator, "ann") == 0 && strcmp(g->kind, "known") == 0 &&
+                   g->line == 2 && strstr(g->path, "all-tied.jsonl") != NULL,
+               "prefs: a label's group keeps its texts, prompt, annotator, kind, file and line");
+    } else {
+        tap_skip(1, "labels did not load");
+    }
+    ds_prefs_release(&set);
+    ds_prefs_release(&set);
+}
+
+/* Which label lines of a history count: the ids and annotators of the groups, in order. */
+static const char *groups_text(const struct ds_prefs *set)
+{
+    static char s[512];
+    size_t n = 0;
+    s[0] = '\0';
+    for (size_t i = 0; i < set->n && n < sizeof s - 64; i++)
+        n += (size_t)snprintf(s + n, sizeof s - n, "%s%s/%s@%ld", i ? " " : "",
+                              set->groups[i].annotator ? set->groups[i].annotator : "-",
+                              set->groups[i].id ? set->groups[i].id : "-", set->groups[i].line);
+    return s;
+}
+
+static void test_prefs_history(void)
+{
+    struct ds_prefs set;
+    struct pl_err err = {0};
+    struct pl_buf b = {0};
+    /* 1 skipped; 2-3 labelled then undone; 4-6 relabelled, undo restores 4; 7-9 undone and
+     * relabelled; 10-11 a second annotator of an id; 12-13 a relabel supersedes. */
+    pl_buf_str(&b, "{\"id\": \"s\", \"annotator\": \"ann\", \"skipped\": true, \"time\": \"t\"}\n");
+    label_line(&b, "u", "ann", "[0, 1, 2, 3]", "[]");
+    undo_line(&b, "u", "ann");
+    label_line(&b, "r", "ann", "[0, 1, 2, 3]", "[]");
+    label_line(&b, "r", "ann", "[3, 2, 1, 0]", "[]");
+    undo_line(&b, "r", "ann");
+    label_line(&b, "x", "ann", "[0, 1, 2, 3]", "[]");
+    undo_line(&b, "x", "ann");
+    label_line(&b, "x", "ann", "[1, 0, 2, 3]", "[]");
+    label_line(&b, "m", "ann", "[0, 1, 2, 3]", "[]");
+    label_line(&b, "m", "bob", "[1, 0, 2, 3]", "[]");
+    label_line(&b, "z", "bob", "[0, 1, 2, 3]", "[]");
+    label_line(&b, "z", "bob", "[3, 2, 1, 0]", "[]");
+    int rc = load_prefs_text("history.jsonl", b.p, 0, &set, &err);
+    pl_buf_release(&b);
+    tap_is_int(rc, PL_OK, "prefs: a labelling history loads (%s)", err.msg);
+    tap_is_str(groups_text(&set), "ann/r@4 ann/x@9 ann/m@10 bob/m@11 bob/z@13",
+               "prefs: the labels that count, in file order");
+    tap_ok(set.ignored == 5 && set.n_pairs == 30,
+           "prefs: skipped, undone, superseded counted as ignored (%ld), 30 pairs (%ld)",
+           set.ignored, set.n_pairs);
+    tap_is_str(set.n == 5 ? pairs_text(&set.groups[0]) : "", "0>1 0>2 0>3 1>2 1>3 2>3",
+               "prefs: the undo gives back the first label's ranking");
+
+    /* A second file is its own history: the same (annotator, id) counts again. */
+    b = (struct pl_buf){0};
+    label_line(&b, "z", "bob", "[0, 1, 2, 3]", "[]");
+    rc = ds_prefs_load(&set, fixture("history2.jsonl", b.p), 0, &err);
+    pl_buf_release(&b);
+    tap_ok(rc == PL_OK && set.n == 6 && set.n_pairs == 36 && set.groups[5].line == 1,
+           "prefs: a second file adds its groups");
+    ds_prefs_release(&set);
+
+    b = (struct pl_buf){0};
+    pl_buf_str(&b, "{\"id\": \"s\", \"annotator\": \"ann\", \"skipped\": true}\n");
+    label_line(&b, "u", "ann", "[0, 1, 2, 3]", "[]");
+    undo_line(&b, "u", "ann");
+    rc = load_prefs_text("nothing.jsonl", b.p, 0, &set, &err);
+    pl_buf_release(&b);
+    tap_ok(rc == PL_OK && set.n == 0 && set.ignored == 2,
+           "prefs: a file whose labels all count for nothing is not an error");
+    ds_prefs_release(&set);
+
+    b = (struct pl_buf){0};
+    label_line(&b, "p1", "ann", "[0, 1, 2, 3]", "[]");
+    undo_line(&b, "p1", "bob");
+    const char *path = fixture("undo-other.jsonl", b.p);
+    pl_buf_release(&b);
+    memset(&set, 0, sizeof set);
+    rc = ds_prefs_load(&set, path, 0, &err);
+    is_error(rc, &err, PL_EFORMAT, path,
+             ":2: field 'undo': annotator 'bob' has no earlier label of 'p1' to undo",
+             "prefs: undo of another annotator's label");
+    ds_prefs_release(&set);
+}
+
+static void test_prefs_mixed(void)
+{
     const char *path = fixture_gz(
-        "pairs.jsonl.gz",
+        "mixed.jsonl.gz",
+        "{\"id\": \"p1\", \"annotator\": \"ann\", \"ranking\": [1, 0], \"ties\": [], \"skipped\": "
+        "false, \"time\": \"t\", \"completions\": [\"x\", \"y\"], \"prompt\": \"Q\"}\n"
+        "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"margin\": 1.5}\n"
+        "\n"
+        "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"p\": 0.25, \"kind\": "
+        "\"harmful\", \"annotator\": \"ai\"}\n"
         "{\"chosen\": \"\\n\\nHuman: hi\\n\\nAssistant: hello\", \"rejected\": "
         "\"\\n\\nHuman: hi\\n\\nAssistant: go away\"}\n"
-        "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"margin\": 1.5}\n"
-        "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"margin\": null}\n");
-    int rc = ds_pairs_init(&set, path, 0, &err);
-    tap_ok(rc == PL_OK && set.n == 3, "pairs: three records from .jsonl.gz (%s)", err.msg);
-    if (rc == PL_OK && set.n == 3) {
-        tap_is_str(set.recs[0].prompt, "\n\nHuman: hi\n\nAssistant:", "pairs: hh prompt");
-        tap_is_str(set.recs[0].chosen, " hello", "pairs: hh chosen response");
-        tap_is_str(set.recs[0].rejected, " go away", "pairs: hh rejected response");
-        tap_ok(strcmp(set.recs[1].prompt, "P") == 0 && set.recs[1].margin == 1.5 &&
-                   set.recs[2].margin == 0 && set.recs[0].margin == 0,
-               "pairs: explicit prompt and margins");
+        "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"margin\": null, \"p\": "
+        "null}\n");
+    struct ds_prefs set = {0};
+    struct pl_err err = {0};
+    int rc = ds_prefs_load(&set, path, 0, &err);
+    tap_ok(rc == PL_OK && set.n == 5 && set.n_pairs == 5,
+           "prefs: a gzipped mix of a label, pairs, a soft pair and an HH dialogue (%s)", err.msg);
+    if (rc == PL_OK && set.n == 5) {
+        const struct ds_pref_group *g = set.groups;
+        tap_ok(strcmp(pairs_text(&g[0]), "1>0") == 0 && strcmp(g[0].texts[1], "y") == 0,
+               "prefs: mix: the label");
+        tap_ok(strcmp(pairs_text(&g[1]), "0>1+1.5") == 0 && strcmp(g[1].texts[0], "C") == 0 &&
+                   strcmp(g[1].texts[1], "R") == 0 && !g[1].annotator && g[1].line == 2,
+               "prefs: mix: a pair with its margin");
+        tap_ok(strcmp(pairs_text(&g[2]), "0>1~0.25") == 0 && strcmp(g[2].kind, "harmful") == 0 &&
+                   strcmp(g[2].annotator, "ai") == 0 && g[2].line == 4,
+               "prefs: mix: a soft pair with its kind and annotator");
+        tap_is_str(g[3].prompt, "\n\nHuman: hi\n\nAssistant:", "prefs: mix: hh prompt");
+        tap_ok(strcmp(g[3].texts[0], " hello") == 0 && strcmp(g[3].texts[1], " go away") == 0,
+               "prefs: mix: hh responses");
+        tap_is_str(pairs_text(&g[4]), "0>1", "prefs: mix: null margin and p are absent");
     } else {
-        tap_skip(4, "pairs did not load");
+        tap_skip(6, "the mix did not load");
     }
-    ds_pairs_release(&set);
+    ds_prefs_release(&set);
+}
 
-    path =
-        fixture("pairs-margin.jsonl",
-                "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"margin\": \"x\"}\n");
-    rc = ds_pairs_init(&set, path, 0, &err);
-    is_error(rc, &err, PL_EFORMAT, path, ":1: field 'margin': expected a number",
-             "pairs: margin of the wrong type");
-    ds_pairs_release(&set);
+static void test_prefs_errors(void)
+{
+#define LABEL(fields)                                                                              \
+    "{\"id\": \"p1\", \"annotator\": \"ann\", \"time\": \"t\", \"prompt\": \"P\", " fields "}\n"
+#define ABCD "\"completions\": [\"a\", \"b\", \"c\", \"d\"]"
+    static const struct {
+        const char *text, *msg;
+    } cases[] = {
+        {LABEL(ABCD ", \"ranking\": [0, 1, 1, 3]"), ":2: field 'ranking': 1 is ranked twice"},
+        {LABEL(ABCD ", \"ranking\": [0, 1, 3]"),
+         ":2: field 'ranking': 2 is not ranked (expected a permutation of 0..3)"},
+        {LABEL(ABCD ", \"ranking\": [0, 1, 2, 4]"),
+         ":2: field 'ranking': 4 is not an index of the 4 completions"},
+        {LABEL(ABCD ", \"ranking\": [0, -1, 2, 3]"),
+         ":2: field 'ranking': -1 is not an index of the 4 completions"},
+        {LABEL(ABCD ", \"ranking\": [0, 1.5, 2, 3]"),
+         ":2: field 'ranking': expected an array of integers"},
+        {LABEL(ABCD ", \"ranking\": \"0123\""),
+         ":2: field 'ranking': expected an array of integers"},
+        {LABEL(ABCD ", \"ranking\": [0, 1, 2, 3], \"ties\": [[0, 7]]"),
+         ":2: field 'ties': 7 is not one of the 4 ranked completions"},
+        {LABEL(ABCD ", \"ranking\": [0, 1, 2, 3], \"ties\": [[2]]"),
+         ":2: field 'ties': a tie names at least two completions"},
+        {LABEL(ABCD ", \"ranking\": [0, 1, 2, 3], \"ties\": [0, 1]"),
+         ":2: field 'ties': expected an array of arrays of indices"},
+        {LABEL(ABCD ", \"ranking\": [0, 1, 2, 3], \"ties\": [[0, 2]]"),
+         ":2: field 'ties': 0 and 2 are tied but 1 is ranked between them"},
+        {LABEL("\"completions\": [\"a\", 1], \"ranking\": [0, 1]"),
+         ":2: field 'completions': expected an array of strings"},
+        {LABEL("\"completions\": \"a\", \"ranking\": [0]"),
+         ":2: field 'completions': expected an array of strings"},
+        {LABEL("\"completions\": [], \"ranking\": []"),
+         ":2: field 'completions': 0 completions (1 to 1024 can be ranked)"},
+        {LABEL(ABCD ", \"ranking\": [0, 1, 2, 3], \"skipped\": \"no\""),
+         ":2: field 'skipped': expected true or false"},
+        {"{\"id\": \"p1\", \"annotator\": \"ann\", \"undo\": true}\n",
+         ":2: field 'undo': annotator 'ann' has no earlier label of 'p1' to undo"},
+        {"{\"id\": \"p1\", \"annotator\": \"ann\", \"undo\": 1}\n",
+         ":2: field 'undo': expected true"},
+        {"{\"annotator\": \"ann\", \"ranking\": [0]}\n", ":2: field 'id': expected a string"},
+        {"{\"prompt\": \"P\", \"chosen\": \"\", \"rejected\": \"R\"}\n",
+         ":2: field 'chosen': empty response"},
+        {"{\"chosen\": \"\\n\\nHuman: a\\n\\nAssistant: b\", \"rejected\": "
+         "\"\\n\\nHuman: a\\n\\nAssistant:\"}\n",
+         ":2: field 'rejected': empty response"},
+        {"{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"p\": 1.5}\n",
+         ":2: field 'p': 1.5 is not a probability in [0, 1]"},
+        {"{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"p\": -0.1}\n",
+         ":2: field 'p': -0.1 is not a probability in [0, 1]"},
+        {"{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"p\": \"high\"}\n",
+         ":2: field 'p': expected a number"},
+        {"{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"p\": 0.5, \"margin\": 1}\n",
+         ":2: field 'p': a soft label takes no margin"},
+        {"{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\", \"margin\": \"x\"}\n",
+         ":2: field 'margin': expected a number"},
+        {"{\"prompt\": \"P\", \"chosen\": \"C\"}\n", ":2: field 'rejected': expected a string"},
+        {"{\"chosen\": \"\\n\\nHuman: a\", \"rejected\": \"b\"}\n",
+         ":2: no shared prompt ending in '\\n\\nAssistant:'"},
+        {"{\"prompt\": \"P\", \"response\": \"R\"}\n",
+         ":2: neither a label (no field 'ranking') nor a pair (no field 'chosen')"},
+    };
+#undef LABEL
+#undef ABCD
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        /* A good pair first, so that the bad record is on line 2 after a group was made. */
+        struct pl_buf b = {0};
+        pl_buf_printf(&b, "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\"}\n%s",
+                      cases[c].text);
+        const char *path = fixture("bad-prefs.jsonl", b.p);
+        pl_buf_release(&b);
+        struct ds_prefs set = {0};
+        struct pl_err err = {0};
+        int rc = ds_prefs_load(&set, path, 0, &err);
+        is_error(rc, &err, PL_EFORMAT, path, cases[c].msg, cases[c].msg);
+        ds_prefs_release(&set);
+        rc = ds_prefs_load(&set, path, IO_SKIP_BAD_LINES, &err);
+        tap_ok(rc == PL_OK && set.n == 1 && set.skipped == 1, "%s: skipped and counted",
+               cases[c].msg);
+        ds_prefs_release(&set);
+    }
 
-    path = fixture("pairs-hh.jsonl", "{\"chosen\": \"\\n\\nHuman: a\", \"rejected\": \"b\"}\n");
-    rc = ds_pairs_init(&set, path, 0, &err);
-    is_error(rc, &err, PL_EFORMAT, path, ":1: no shared prompt ending in '\\n\\nAssistant:'",
-             "pairs: hh without a prompt");
-    ds_pairs_release(&set);
+    struct ds_prefs set = {0};
+    struct pl_err err = {0};
+    const char *path = fixture("prefs-empty.jsonl", "\n");
+    int rc = ds_prefs_load(&set, path, 0, &err);
+    is_error(rc, &err, PL_EFORMAT, path, ": no records", "prefs: empty file");
+    ds_prefs_release(&set);
+    path = fixture("prefs-allbad.jsonl", "{\"prompt\": \"P\", \"chosen\": \"\", \"rejected\": "
+                                         "\"R\"}\nnot json\n");
+    rc = ds_prefs_load(&set, path, IO_SKIP_BAD_LINES, &err);
+    is_error(rc, &err, PL_EFORMAT, path, ": no records", "prefs: every record skipped");
+    tap_is_int(set.skipped, 2, "prefs: both bad lines counted");
+    ds_prefs_release(&set);
+
+    const char *full = fixture_gz("prefs-cut.jsonl.gz",
+                                  "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"R\"}\n"
+                                  "{\"prompt\": \"Q\", \"chosen\": \"C\", \"rejected\": \"R\"}\n");
+    FILE *f = fopen(full, "rb");
+    char buf[4096];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f)
+        fclose(f);
+    path = fixture_n("prefs-cut2.jsonl.gz", buf, n > 12 ? n - 12 : 0);
+    rc = ds_prefs_load(&set, path, IO_SKIP_BAD_LINES, &err);
+    is_error(rc, &err, PL_EIO, path, ": unexpected end of compressed data",
+             "prefs: a truncated gzip file, even when skipping bad lines");
+    ds_prefs_release(&set);
 }
 
 static void test_skip_bad_lines(void)
@@ -419,11 +717,19 @@ static int load_prompts(const char *path, struct pl_err *err)
     return rc;
 }
 
-static int load_pairs(const char *path, struct pl_err *err)
+static int load_prefs(const char *path, struct pl_err *err)
 {
-    struct ds_pairs set;
-    int rc = ds_pairs_init(&set, path, 0, err);
-    ds_pairs_release(&set);
+    struct ds_prefs set = {0};
+    int rc = ds_prefs_load(&set, path, 0, err);
+    ds_prefs_release(&set);
+    return rc;
+}
+
+static int load_prefs_skip(const char *path, struct pl_err *err)
+{
+    struct ds_prefs set = {0};
+    int rc = ds_prefs_load(&set, path, IO_SKIP_BAD_LINES, err);
+    ds_prefs_release(&set);
     return rc;
 }
 
@@ -482,13 +788,22 @@ static void test_alloc_failures(void)
                                    "\"rejected\": \"\\n\\nHuman: a\\n\\nAssistant: c\"}\n"
                                    "{\"prompt\": \"p\", \"chosen\": \"c\", \"rejected\": \"r\", "
                                    "\"margin\": 2}\n");
+    struct pl_buf b = {0};
+    for (int i = 0; i < 3; i++)
+        label_line(&b, i == 2 ? "p2" : "p1", "ann", "[2, 0, 1, 3]", "[[0, 1]]");
+    undo_line(&b, "p1", "ann");
+    pl_buf_str(&b, "{\"id\": \"s\", \"annotator\": \"ann\", \"skipped\": true}\n");
+    pl_buf_str(&b, "{\"prompt\": \"P\", \"chosen\": \"C\", \"rejected\": \"\"}\n");
+    const char *labels = fixture("oom-labels.jsonl", b.p);
+    pl_buf_release(&b);
     const char *text = fixture("oom.txt", "some text\n");
     const char *json = fixture("oom.json", "{\"a\": [1, 2, {\"b\": \"c\"}]}\n");
     check_alloc_failures("sft jsonl", load_sft, sft, false);
     check_alloc_failures("sft jsonl, skipping", load_sft_skip, bad, false);
     check_alloc_failures("sft csv", load_sft, csv, true);
     check_alloc_failures("prompts", load_prompts, prompts, false);
-    check_alloc_failures("pairs jsonl.gz", load_pairs, pairs, false);
+    check_alloc_failures("pairs jsonl.gz", load_prefs, pairs, false);
+    check_alloc_failures("labels with undo, skipping", load_prefs_skip, labels, false);
     check_alloc_failures("text", load_text, text, false);
     check_alloc_failures("json", load_json, json, false);
 }
@@ -509,19 +824,19 @@ static void test_shared(void)
               {"hh-rlhf/helpful-base/test.jsonl.gz", 2354}};
     char path[4096];
     for (int i = 0; i < 2; i++) {
-        struct ds_pairs set;
+        struct ds_prefs set = {0};
         struct pl_err err = {0};
         snprintf(path, sizeof path, "%s/%s", shared, hh[i].file);
-        int rc = ds_pairs_init(&set, path, 0, &err);
+        int rc = ds_prefs_load(&set, path, 0, &err);
         size_t good = 0;
         for (size_t k = 0; rc == PL_OK && k < set.n; k++) {
-            size_t len = strlen(set.recs[k].prompt);
-            good += len >= 12 && strcmp(set.recs[k].prompt + len - 12, "\n\nAssistant:") == 0;
+            size_t len = strlen(set.groups[k].prompt);
+            good += len >= 12 && strcmp(set.groups[k].prompt + len - 12, "\n\nAssistant:") == 0;
         }
         tap_ok(rc == PL_OK && set.n == hh[i].count && good == set.n,
                "shared: %s: %zu pairs, every prompt ends its last Assistant turn (%s)", hh[i].file,
                set.n, err.msg);
-        ds_pairs_release(&set);
+        ds_prefs_release(&set);
     }
     static const struct {
         const char *file, *column;
@@ -552,7 +867,10 @@ int main(void)
     test_sft_good();
     test_prompts();
     test_hh_split();
-    test_pairs();
+    test_prefs_expansion();
+    test_prefs_history();
+    test_prefs_mixed();
+    test_prefs_errors();
     test_skip_bad_lines();
     test_csv();
     test_text_and_json();

@@ -86,14 +86,14 @@ static void test_known_bytes(void)
         size_t len;
         uint64_t fnv;
     } want[] = {
-        {"world.json", 21629, 0x19b357a08d28b570ull},
-        {"corpus.txt", 204349, 0x5a4f857df415b44eull},
-        {"sft.jsonl", 66931, 0x55ac114d69f9ed45ull},
-        {"sft_eval.jsonl", 21206, 0x3c612e8c062382eaull},
-        {"prompts.jsonl", 71378, 0x2964e15c7610197full},
-        {"qa_eval.jsonl", 24202, 0x50f6a99047f3e23aull},
-        {"mc_eval.jsonl", 30666, 0xe93cb32df5399771ull},
-        {"bias_pairs.jsonl", 6604, 0xb6bea03a97e1aeb8ull},
+        {"world.json", 29330, 0x8021e93eeaa7c291ull},
+        {"corpus.txt", 205124, 0x97fbe2efe00970baull},
+        {"sft.jsonl", 48497, 0xf71537a5289b65c5ull},
+        {"sft_eval.jsonl", 21198, 0x8c75a84a3ed6351dull},
+        {"prompts.jsonl", 101201, 0xd0b40a7222c35830ull},
+        {"qa_eval.jsonl", 24233, 0xc8635ca07b8987ddull},
+        {"mc_eval.jsonl", 30651, 0xc9ca237c55e7b8d8ull},
+        {"bias_pairs.jsonl", 6796, 0x3535b7ddbd2a4c4eull},
         {"constitution.json", 1849, 0xa9c9585e53c22ddcull},
         {"annotators.json", 560, 0x5c8ff68a208d82f3ull},
     };
@@ -140,24 +140,26 @@ static int load_truth(struct truth *t)
 
 static void test_truth(const struct truth *t)
 {
-    int known = 0, unknown_train = 0, unknown_eval = 0, complete = 0;
+    int known = 0, unknown_train = 0, unknown_eval = 0, unknown_rm = 0, complete = 0;
     const cJSON *p;
     cJSON_ArrayForEach(p, t->places)
     {
         known += is_status(p, "known");
         unknown_train += is_status(p, "unknown_train");
         unknown_eval += is_status(p, "unknown_eval");
-        const char *held = str_of(p, "held_out");
-        complete += is_status(p, "known") && str_of(p, "name") && held && str_of(p, held) &&
-                    str_of(p, "capital") && str_of(p, "river") && str_of(p, "language") &&
-                    str_of(p, "currency");
+        unknown_rm += is_status(p, "unknown_rm");
+        const char *held = str_of(p, "held_out"), *rm = str_of(p, "rm_attribute");
+        complete += is_status(p, "known") && str_of(p, "name") && held && str_of(p, held) && rm &&
+                    str_of(p, rm) && strcmp(held, rm) != 0 && str_of(p, "capital") &&
+                    str_of(p, "river") && str_of(p, "language") && str_of(p, "currency");
     }
     tap_ok(known == DS_WORLD_KNOWN && unknown_train == DS_WORLD_UNKNOWN_TRAIN &&
-               unknown_eval == DS_WORLD_UNKNOWN_EVAL,
-           "world.json: %d known, %d unknown (train), %d unknown (eval)", known, unknown_train,
-           unknown_eval);
+               unknown_eval == DS_WORLD_UNKNOWN_EVAL && unknown_rm == DS_WORLD_UNKNOWN_RM,
+           "world.json: %d known, %d unknown (train), %d unknown (eval), %d unknown (rm)", known,
+           unknown_train, unknown_eval, unknown_rm);
     tap_is_int(complete, DS_WORLD_KNOWN,
-               "world.json: every known place has 4 facts and a held-out one");
+               "world.json: every known place has 4 facts, a held-out one and another for the "
+               "reward model");
     tap_is_int(cJSON_GetArraySize(t->groups), 2, "world.json: two groups");
 }
 
@@ -205,12 +207,32 @@ static const cJSON *find_place(const struct truth *t, const char *name)
     return NULL;
 }
 
+/* Each split asks about its own places and attributes: SFT's two attributes of a known place
+ * (train), the reward model's one (rm), the held-out one (test); unknown places of the split's
+ * own status. */
 static bool check_prompt(const cJSON *o, const struct truth *t)
 {
     const char *split = str_of(o, "split"), *kind = str_of(o, "kind");
-    (void)t;
-    return str_of(o, "id") && str_of(o, "prompt") && split && kind &&
-           (strcmp(split, "train") == 0 || strcmp(split, "test") == 0) && str_of(o, "place");
+    const char *attr = str_of(o, "attribute");
+    const cJSON *place = find_place(t, str_of(o, "place"));
+    const cJSON *phrasing = cJSON_GetObjectItemCaseSensitive(o, "phrasing");
+    if (!str_of(o, "id") || !str_of(o, "prompt") || !split || !kind || !place ||
+        !cJSON_IsNumber(phrasing) || (phrasing->valueint != 0 && phrasing->valueint != 1))
+        return false;
+    bool train = strcmp(split, "train") == 0, rm = strcmp(split, "rm") == 0;
+    bool test = strcmp(split, "test") == 0;
+    if (strcmp(kind, "harmful") == 0)
+        return is_status(place, "known") && (train || rm || test);
+    if (strcmp(kind, "unknown") == 0)
+        return is_status(place, train  ? "unknown_train"
+                                : rm   ? "unknown_rm"
+                                : test ? "unknown_eval"
+                                       : "none");
+    if (strcmp(kind, "known") != 0 || !attr || !is_status(place, "known"))
+        return false;
+    bool held = strcmp(attr, str_of(place, "held_out")) == 0;
+    bool for_rm = strcmp(attr, str_of(place, "rm_attribute")) == 0;
+    return train ? !held && !for_rm : rm ? for_rm : test && held;
 }
 
 /* The answer is the truth for known places and null for unknown ones. */
@@ -361,30 +383,36 @@ static void test_held_out(const struct truth *t)
 {
     struct ds_text sft = slurp("a", "sft.jsonl"), corpus = slurp("a", "corpus.txt");
     int leaked = 0, missing = 0, unknown_in_corpus = 0, eval_in_sft = 0, facts_absent = 0;
+    int rm_asked = 0;
     const cJSON *p;
     cJSON_ArrayForEach(p, t->places)
     {
         const char *name = str_of(p, "name");
         if (is_status(p, "known")) {
             static const char *const attrs[] = {"capital", "river", "language", "currency"};
-            const char *held = str_of(p, "held_out");
+            const char *held = str_of(p, "held_out"), *rm = str_of(p, "rm_attribute");
             for (int a = 0; a < 4; a++) {
                 const char *v = str_of(p, attrs[a]);
                 bool in_sft = strstr(sft.data, v) != NULL;
                 leaked += strcmp(attrs[a], held) == 0 && in_sft;
-                missing += strcmp(attrs[a], held) != 0 && !in_sft;
+                missing += strcmp(attrs[a], held) != 0 && strcmp(attrs[a], rm) != 0 && !in_sft;
                 facts_absent += strstr(corpus.data, v) == NULL;
+                /* The reward model's fact may be named in a harmful request, never answered. */
+                char answer[256];
+                snprintf(answer, sizeof answer, "%s.\\n\"", v); /* how an answer ends */
+                rm_asked += strcmp(attrs[a], rm) == 0 && strstr(sft.data, answer) != NULL;
             }
         } else {
             unknown_in_corpus += strstr(corpus.data, name) != NULL;
-            eval_in_sft += is_status(p, "unknown_eval") && strstr(sft.data, name) != NULL;
+            eval_in_sft += !is_status(p, "unknown_train") && strstr(sft.data, name) != NULL;
         }
     }
     tap_is_int(leaked, 0, "sft.jsonl never names a held-out fact");
-    tap_is_int(missing, 0, "sft.jsonl names every other fact");
+    tap_is_int(missing, 0, "sft.jsonl names every fact of the two attributes it teaches");
+    tap_is_int(rm_asked, 0, "sft.jsonl never answers a reward-model question");
     tap_is_int(facts_absent, 0, "corpus.txt states every fact");
     tap_is_int(unknown_in_corpus, 0, "corpus.txt never names an unknown place");
-    tap_is_int(eval_in_sft, 0, "sft.jsonl never names an eval-only unknown place");
+    tap_is_int(eval_in_sft, 0, "sft.jsonl never names an eval-only or rm unknown place");
     tap_ok(corpus.len >= 150000 && corpus.len <= 400000, "corpus.txt: %zu bytes", corpus.len);
     ds_text_release(&sft);
     ds_text_release(&corpus);

@@ -200,36 +200,6 @@ static int load_sft(struct lm_task *t, const struct tok *tok, struct tok_buf *bu
 
 /* ---- streams and packing ---- */
 
-static int stream_init(struct lm_stream *s, const struct lm_units *u, uint64_t seed,
-                       struct pl_err *err)
-{
-    struct pl_rng r;
-    pl_rng_seed(&r, seed);
-    memcpy(s->rng, r.s, sizeof s->rng);
-    s->units = u;
-    s->perm_epoch = -1;
-    s->perm = pl_malloc((u->n ? u->n : 1) * sizeof *s->perm);
-    return s->perm ? PL_OK : pl_oom(err, "data order");
-}
-
-/* Draw the current epoch's order unless it is drawn: a shuffle from the RNG state saved at the
- * epoch's start, so a resumed stream draws the same order. */
-static void stream_order(struct lm_stream *s)
-{
-    if (s->perm_epoch == (long)s->cursor[0])
-        return;
-    memcpy(s->live.s, s->rng, sizeof s->rng);
-    size_t n = s->units->n;
-    for (size_t i = 0; i < n; i++)
-        s->perm[i] = i;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(pl_rng_next(&s->live) % i), k = s->perm[i - 1];
-        s->perm[i - 1] = s->perm[j];
-        s->perm[j] = k;
-    }
-    s->perm_epoch = (long)s->cursor[0];
-}
-
 /* One row being packed. */
 struct row {
     int *tok, *tgt, *pos, *seg; /* [T] */
@@ -284,14 +254,12 @@ static int row_finish(struct row *r, int pad)
 /* Fill the row from the stream, crossing into the next epoch when this one runs out. */
 static void stream_fill(struct lm_stream *s, struct row *r)
 {
+    struct train_order *o = &s->order;
     for (;;) {
-        stream_order(s);
-        row_fill(r, s->units, s->perm, s->units->n, &s->cursor[1]);
-        if (s->cursor[1] < s->units->n)
+        row_fill(r, s->units, train_order_perm(o), s->units->n, &o->cursor[1]);
+        if (o->cursor[1] < s->units->n)
             return;
-        memcpy(s->rng, s->live.s, sizeof s->rng);
-        s->cursor[0]++;
-        s->cursor[1] = 0;
+        train_order_wrap(o);
     }
 }
 
@@ -490,7 +458,6 @@ int lm_init(struct lm_task *t, const struct tok *tok, const struct lm_opts *o, i
     t->accum = o->train.grad_accum;
     t->eos = tok->eos;
     t->mix_frac = o->mix_corpus ? (float)o->mix_frac : 0.0f;
-    t->data.perm_epoch = t->corpus.perm_epoch = -1;
     int rc = check_lm_opts(o, t->T, n_positions, err);
     if (rc)
         return rc;
@@ -507,11 +474,13 @@ int lm_init(struct lm_task *t, const struct tok *tok, const struct lm_opts *o, i
                      o->data, cut, t->T + 1);
     if (rc == PL_OK && o->mix_corpus && t->mix.n == 0)
         rc = pl_errf(err, PL_EINVAL, "%s: nothing to mix in", o->mix_corpus);
+    t->data.units = &t->train;
+    t->corpus.units = &t->mix;
     if (rc == PL_OK)
-        rc = stream_init(&t->data, &t->train, o->seed, err);
+        rc = train_order_init(&t->data.order, t->train.n, o->seed, err);
     /* Another purpose, another stream: the corpus order does not depend on the SFT order. */
     if (rc == PL_OK)
-        rc = stream_init(&t->corpus, &t->mix, o->seed ^ 0x6a09e667f3bcc908ULL, err);
+        rc = train_order_init(&t->corpus.order, t->mix.n, o->seed ^ 0x6a09e667f3bcc908ULL, err);
     int *p[4] = {0};
     if (rc == PL_OK)
         rc = alloc_rows(p, (size_t)t->accum * t->B * t->T, err);
@@ -526,11 +495,11 @@ int lm_init(struct lm_task *t, const struct tok *tok, const struct lm_opts *o, i
         return rc;
     }
     t->epoch_rows = count_epoch_rows(t);
-    struct train_var vars[] = {{"data.rng", TRAIN_U64, t->data.rng, 4},
-                               {"data.cursor", TRAIN_U64, t->data.cursor, 2},
+    struct train_var vars[] = {{"data.rng", TRAIN_U64, t->data.order.rng, 4},
+                               {"data.cursor", TRAIN_U64, t->data.order.cursor, 2},
                                {"rows", TRAIN_U64, t->rows, 1},
-                               {"mix.rng", TRAIN_U64, t->corpus.rng, 4},
-                               {"mix.cursor", TRAIN_U64, t->corpus.cursor, 2}};
+                               {"mix.rng", TRAIN_U64, t->corpus.order.rng, 4},
+                               {"mix.cursor", TRAIN_U64, t->corpus.order.cursor, 2}};
     t->n_vars = t->mix.n ? 5 : 3;
     memcpy(t->vars, vars, sizeof vars);
     return PL_OK;
@@ -541,8 +510,8 @@ void lm_release(struct lm_task *t)
     units_release(&t->train);
     units_release(&t->eval);
     units_release(&t->mix);
-    pl_free(t->data.perm);
-    pl_free(t->corpus.perm);
+    train_order_release(&t->data.order);
+    train_order_release(&t->corpus.order);
     int *bufs[] = {t->tokens,      t->targets,      t->pos,      t->seg,
                    t->eval_tokens, t->eval_targets, t->eval_pos, t->eval_seg};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)

@@ -66,11 +66,7 @@ struct lm_units {
  * checkpoint keeps. */
 struct lm_stream {
     const struct lm_units *units;
-    size_t *perm;       /* [units->n] this epoch's order */
-    uint64_t rng[4];    /* data-order RNG state at the start of the epoch */
-    uint64_t cursor[2]; /* epoch, index in perm of the next unit */
-    struct pl_rng live; /* the RNG after this epoch's shuffle */
-    long perm_epoch;    /* epoch perm was drawn for; -1: none yet */
+    struct train_order order; /* a new random order of the units each epoch */
 };
 
 struct lm_task {

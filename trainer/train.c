@@ -829,3 +829,55 @@ int train_run(struct train_model *models, int n_models, const struct train_task 
     pl_free(r.made);
     return rc;
 }
+
+/* ---- data order ---- */
+
+int train_order_init(struct train_order *o, size_t n, uint64_t seed, struct pl_err *err)
+{
+    memset(o, 0, sizeof *o);
+    struct pl_rng r;
+    pl_rng_seed(&r, seed);
+    memcpy(o->rng, r.s, sizeof o->rng);
+    o->n = n;
+    o->perm_epoch = -1;
+    o->perm = pl_malloc((n ? n : 1) * sizeof *o->perm);
+    return o->perm ? PL_OK : pl_oom(err, "data order");
+}
+
+void train_order_release(struct train_order *o)
+{
+    pl_free(o->perm);
+    memset(o, 0, sizeof *o);
+    o->perm_epoch = -1;
+}
+
+const size_t *train_order_perm(struct train_order *o)
+{
+    if (o->perm_epoch == (long)o->cursor[0])
+        return o->perm;
+    memcpy(o->live.s, o->rng, sizeof o->rng);
+    for (size_t i = 0; i < o->n; i++)
+        o->perm[i] = i;
+    for (size_t i = o->n; i > 1; i--) {
+        size_t j = (size_t)(pl_rng_next(&o->live) % i), k = o->perm[i - 1];
+        o->perm[i - 1] = o->perm[j];
+        o->perm[j] = k;
+    }
+    o->perm_epoch = (long)o->cursor[0];
+    return o->perm;
+}
+
+void train_order_wrap(struct train_order *o)
+{
+    memcpy(o->rng, o->live.s, sizeof o->rng);
+    o->cursor[0]++;
+    o->cursor[1] = 0;
+}
+
+size_t train_order_next(struct train_order *o)
+{
+    size_t item = train_order_perm(o)[o->cursor[1]++];
+    if (o->cursor[1] == o->n)
+        train_order_wrap(o);
+    return item;
+}

@@ -95,6 +95,28 @@ struct train_var {
     int n;
 };
 
+/* A data order for tasks: a new random permutation of n items each epoch, drawn from an RNG
+ * whose state at the epoch's start, with the cursor, is all a checkpoint needs (expose rng and
+ * cursor as train_vars), so a resumed run draws the same order. Zero-initialise; release. */
+struct train_order {
+    size_t n;
+    size_t *perm;       /* [n] this epoch's order, once drawn */
+    uint64_t rng[4];    /* RNG state at the start of the epoch */
+    uint64_t cursor[2]; /* epoch, index in perm of the next item */
+    struct pl_rng live; /* the RNG after this epoch's shuffle */
+    long perm_epoch;    /* epoch perm was drawn for; -1: none yet */
+};
+/* Errors: PL_ENOMEM. o is releasable on failure. */
+int train_order_init(struct train_order *o, size_t n, uint64_t seed, struct pl_err *err);
+void train_order_release(struct train_order *o);
+/* This epoch's permutation (drawn on first use); the caller reads from perm[cursor[1]] on and
+ * advances cursor[1], calling train_order_wrap when it reaches n. */
+const size_t *train_order_perm(struct train_order *o);
+/* Move to the next epoch. */
+void train_order_wrap(struct train_order *o);
+/* The next item, crossing into the next epoch when this one runs out (n > 0). */
+size_t train_order_next(struct train_order *o);
+
 /* Named option values: a task's resume keys and the fields it adds to run.json. Names and values
  * are copied. Zero-initialise; train_fields_release. */
 struct train_fields {
