@@ -29,6 +29,9 @@ endef
 
 .PHONY: all
 all: $(D)/summary.json
+	@cat $(P)/answers.txt
+	@echo "summary in $<:"
+	@cat $<
 
 # Keep the samples behind the labels: they are what a reader inspects.
 .SECONDARY:
@@ -143,9 +146,6 @@ $(P)/rm.json: $(RM)/eval.json $(RM)/test.json
 PARTS := $(P)/sft.json $(P)/rm.json
 
 $(D)/summary.json: $(PARTS) $(P)/answers.txt
-	@cat $(P)/answers.txt
 	@perl tools/demo_summary.pl $(P) $(PARTS) >$@.part
 	@mv $@.part $@
-	@echo "summary in $@:"
-	@cat $@
 
