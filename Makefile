@@ -15,7 +15,7 @@ DEB_PACKAGES := gcc make perl libblis-dev libcjson-dev libcsv-dev libncurses-dev
 SRC_DIRS := model datasets trainer reward rlhf eval reports tui cmd
 LIB_SRCS := $(wildcard $(addsuffix /*.c,$(SRC_DIRS)))
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
-TEST_SRCS := $(filter-out tests/tap.c,$(wildcard tests/*.c))
+TEST_SRCS := $(filter-out tests/tap.c tests/fixture.c,$(wildcard tests/*.c))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%.t,$(TEST_SRCS))
 LIB := $(BUILD)/libplumb.a
 
@@ -49,7 +49,7 @@ plumb: $(BUILD)/obj/plumb.o $(LIB)
 $(BUILD)/plumb: $(BUILD)/obj/plumb.o $(LIB)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/tests/%.t: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/tap.o $(LIB)
+$(BUILD)/tests/%.t: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/tap.o $(BUILD)/obj/tests/fixture.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
@@ -76,7 +76,7 @@ datasets:
 	sh datasets/fetch.sh
 
 format:
-	clang-format -i $(LIB_SRCS) $(TEST_SRCS) tests/tap.c plumb.c $(wildcard */*.h)
+	clang-format -i $(LIB_SRCS) $(TEST_SRCS) tests/tap.c tests/fixture.c plumb.c $(wildcard */*.h)
 
 clean:
 	rm -rf build plumb

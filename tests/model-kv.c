@@ -10,6 +10,7 @@
 #include "model/pl.h"
 #include "model/score.h"
 #include "model/tensor.h"
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <math.h>
@@ -118,20 +119,6 @@ static void test_logits(void)
 
 /* A byte-tokenizer model with weights far from GPT-2's init, so that the distributions are
  * peaked and attention is not uniform. */
-static struct gpt_config byte_config(int P)
-{
-    struct gpt_config c;
-    gpt_config_gpt2(&c);
-    c.vocab_size = 257;
-    c.n_positions = P;
-    c.n_embd = 64;
-    c.n_layer = 2;
-    c.n_head = 4;
-    c.bos_token_id = c.eos_token_id = 256;
-    snprintf(c.tokenizer, sizeof c.tokenizer, "byte");
-    return c;
-}
-
 static void model_init(struct gpt *m, const struct gpt_config *cfg, uint64_t seed)
 {
     struct pl_err err;
@@ -168,7 +155,7 @@ static double logits_gap(struct gpt *m, const float *row, const int *seq, int le
 
 static void test_incremental(void)
 {
-    struct gpt_config cfg = byte_config(96);
+    struct gpt_config cfg = tap_byte_config(96, 64, 2, 4);
     struct gpt m;
     model_init(&m, &cfg, 21);
     struct kv_cache c;
@@ -316,7 +303,7 @@ static void check_forks(struct gpt *m, const char *name, const int *P, int np, c
 
 static void test_forks(void)
 {
-    struct gpt_config cfg = byte_config(96);
+    struct gpt_config cfg = tap_byte_config(96, 64, 2, 4);
     struct gpt m;
     model_init(&m, &cfg, 41);
     struct pl_rng r;
@@ -355,7 +342,7 @@ static void test_forks(void)
 static void test_invariance(void)
 {
     enum { S = 80, LEN = 40, STEPS = 3, AT = 37 };
-    struct gpt_config cfg = byte_config(64);
+    struct gpt_config cfg = tap_byte_config(64, 64, 2, 4);
     struct gpt m;
     model_init(&m, &cfg, 51);
     struct pl_err err = {0};
@@ -516,7 +503,7 @@ static void test_checkpoint(const char *dir)
 
 static void test_alloc(void)
 {
-    struct gpt_config cfg = byte_config(32);
+    struct gpt_config cfg = tap_byte_config(32, 64, 2, 4);
     struct gpt m;
     model_init(&m, &cfg, 61);
     struct kv_cache c;

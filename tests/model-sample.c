@@ -7,6 +7,7 @@
 #include "model/sample.h"
 #include "model/tensor.h"
 #include "model/tok.h"
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <math.h>
@@ -59,22 +60,6 @@ static void test_softmax(void)
 }
 
 /* ---- models ---- */
-
-/* A byte-tokenizer model with weights far from GPT-2's init, so that the
- * distributions are peaked and attention is not uniform. */
-static struct gpt_config byte_config(int P)
-{
-    struct gpt_config c;
-    gpt_config_gpt2(&c);
-    c.vocab_size = 257;
-    c.n_positions = P;
-    c.n_embd = 64;
-    c.n_layer = 2;
-    c.n_head = 4;
-    c.bos_token_id = c.eos_token_id = 256;
-    snprintf(c.tokenizer, sizeof c.tokenizer, "byte");
-    return c;
-}
 
 static void model_init(struct gpt *m, const struct gpt_config *cfg, uint64_t seed)
 {
@@ -295,7 +280,7 @@ static const int prompt_c[] = {65};
 
 static void test_decoding(void)
 {
-    struct gpt_config cfg = byte_config(64);
+    struct gpt_config cfg = tap_byte_config(64, 64, 2, 4);
     struct gpt m;
     model_init(&m, &cfg, 31);
     struct tok t;
@@ -509,7 +494,7 @@ static void test_decoding(void)
  * sequences (LM head) against runs of one prompt at a time: the same tokens and log-probs. */
 static void test_invariance(void)
 {
-    struct gpt_config cfg = byte_config(64);
+    struct gpt_config cfg = tap_byte_config(64, 64, 2, 4);
     struct gpt m;
     model_init(&m, &cfg, 71);
     struct tok t;
@@ -557,7 +542,7 @@ static void test_invariance(void)
 static void test_refusals(void)
 {
     /* A model of 300 ids (its config names GPT-2's tokenizer) handed the byte tokenizer. */
-    struct gpt_config cfg = byte_config(64);
+    struct gpt_config cfg = tap_byte_config(64, 64, 2, 4);
     cfg.vocab_size = 300;
     snprintf(cfg.tokenizer, sizeof cfg.tokenizer, "gpt2");
     struct gpt m;
@@ -584,7 +569,7 @@ static void test_refusals(void)
  * different buffers. */
 static void test_alloc(void)
 {
-    struct gpt_config cfg = byte_config(32);
+    struct gpt_config cfg = tap_byte_config(32, 64, 2, 4);
     struct gpt m;
     model_init(&m, &cfg, 91);
     struct tok t;

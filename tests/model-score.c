@@ -6,6 +6,7 @@
 #include "model/score.h"
 #include "model/tensor.h"
 #include "model/tok.h"
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <math.h>
@@ -15,24 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static struct gpt_config byte_config(void)
-{
-    struct gpt_config c;
-    gpt_config_gpt2(&c);
-    c.vocab_size = 257;
-    c.n_positions = 16;
-    c.n_embd = 16;
-    c.n_layer = 2;
-    c.n_head = 2;
-    c.bos_token_id = c.eos_token_id = 256;
-    snprintf(c.tokenizer, sizeof c.tokenizer, "byte");
-    return c;
-}
-
 /* Scoring sequences of different lengths together equals scoring each alone. */
 static void test_padding_invariance(void)
 {
-    struct gpt_config cfg = byte_config();
+    struct gpt_config cfg = tap_byte_config(16, 16, 2, 2);
     struct gpt m;
     struct pl_err err = {0};
     struct gpt_opts o = {.score_head = true, .max_batch = 3, .max_seq = 16};
@@ -80,7 +67,7 @@ static void score_alone(struct score_ctx *s, const int *const *seqs, const int *
  * sequences have a head and no log-prob; a head-only model gives the full model's head. */
 static void test_batches_and_heads(void)
 {
-    struct gpt_config cfg = byte_config();
+    struct gpt_config cfg = tap_byte_config(16, 16, 2, 2);
     struct gpt m, h;
     struct pl_err err = {0};
     struct gpt_opts o = {.score_head = true, .max_batch = 2, .max_seq = 16};
@@ -181,7 +168,7 @@ static void test_command(void)
     char dir[] = "/tmp/plumb-score-XXXXXX", path[600];
     mkdtemp(dir);
     snprintf(path, sizeof path, "%s/model", dir);
-    struct gpt_config cfg = byte_config();
+    struct gpt_config cfg = tap_byte_config(16, 16, 2, 2);
     struct gpt m;
     struct pl_err err = {0};
     struct gpt_opts o = {.max_batch = 1, .max_seq = 16};

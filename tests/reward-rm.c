@@ -9,6 +9,7 @@
 #include "model/pl.h"
 #include "model/tensor.h"
 #include "model/tok.h"
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <math.h>
@@ -17,42 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/plumb-rm-XXXXXX";
-
-static const char *tmp(const char *name)
-{
-    static char bufs[32][512];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-        tap_diag("cannot write %s", path);
-}
-
-static struct gpt_config tiny_config(void)
-{
-    struct gpt_config c;
-    gpt_config_gpt2(&c);
-    c.vocab_size = 257;
-    c.n_positions = 32;
-    c.n_embd = 16;
-    c.n_layer = 2;
-    c.n_head = 2;
-    c.bos_token_id = c.eos_token_id = 256;
-    snprintf(c.tokenizer, sizeof c.tokenizer, "byte");
-    return c;
-}
-
 /* A tiny byte-level model folder, as plumb init writes it (no head unless asked). */
 static void make_model(const char *dir, bool head)
 {
-    struct gpt_config c = tiny_config();
+    struct gpt_config c = tap_byte_config(32, 16, 2, 2);
     struct gpt_opts o = {.max_batch = 1, .max_seq = 1, .score_head = head};
     struct gpt m;
     struct pl_err err = {0};
@@ -192,7 +161,7 @@ static void test_pair_loss(void)
 static void rm_test_opts(struct rm_opts *o, const char *out)
 {
     rm_opts_default(o);
-    o->model = tmp("lm");
+    o->model = tap_tmp("lm");
     o->train.out = out;
     o->train.version = "test";
     o->batch = 4;
@@ -220,7 +189,7 @@ static void test_task_gradient(void)
     for (int i = 0; i < 8; i++)
         G.pairs[i][1] = (struct ds_pref_pair){2, 0, 0.3, 0.35};
     struct rm_opts o;
-    rm_test_opts(&o, tmp("unused"));
+    rm_test_opts(&o, tap_tmp("unused"));
     o.center_coef = 0.2;
     struct rm_task t;
     struct pl_err err = {0};
@@ -228,7 +197,7 @@ static void test_task_gradient(void)
     if (!tap_is_int(rc, PL_OK, "task from in-memory groups"))
         tap_diag("%s", err.msg);
     struct gpt m = {0};
-    struct gpt_config c = tiny_config();
+    struct gpt_config c = tap_byte_config(32, 16, 2, 2);
     struct gpt_opts go = {.trainable = true,
                           .score_head = true,
                           .head_only = true,
@@ -278,7 +247,7 @@ static void test_task_gradient(void)
 static void test_invariance(void)
 {
     struct gpt m = {0};
-    struct gpt_config c = tiny_config();
+    struct gpt_config c = tap_byte_config(32, 16, 2, 2);
     struct gpt_opts go = {.score_head = true, .head_only = true, .max_batch = 8, .max_seq = 32};
     struct pl_err err = {0};
     gpt_init(&m, &c, &go, &err);
@@ -351,7 +320,7 @@ static void test_evaluate(void)
     /* Group 5's completions all tie: no pair. */
     G.g[5].n_pairs = 0;
     struct gpt m = {0};
-    struct gpt_config c = tiny_config();
+    struct gpt_config c = tap_byte_config(32, 16, 2, 2);
     struct gpt_opts go = {.score_head = true, .head_only = true, .max_batch = 4, .max_seq = 32};
     struct pl_err err = {0};
     gpt_init(&m, &c, &go, &err); /* zero weights: every score equal */
@@ -407,12 +376,12 @@ static void test_resume(void)
     struct rm_opts o;
     struct rm_result res;
     struct pl_err err = {0};
-    rm_test_opts(&o, tmp("full"));
+    rm_test_opts(&o, tap_tmp("full"));
     o.train.steps = 10;
     int rc = rm_train(&o, &G.set, NULL, &res, &err);
     if (!tap_is_int(rc, PL_OK, "a 10-step run"))
         tap_diag("%s", err.msg);
-    rm_test_opts(&o, tmp("cut"));
+    rm_test_opts(&o, tap_tmp("cut"));
     o.train.steps = 10;
     o.train.on_step = kill_at_6;
     rc = rm_train(&o, &G.set, NULL, &res, &err);
@@ -424,14 +393,14 @@ static void test_resume(void)
     tap_ok(rc == PL_OK && res.train.start_step == 4 && res.train.steps == 10 && res.normalised,
            "resumed from step 4 to 10 (%s)", rc ? err.msg : "ok");
     size_t na, nb;
-    float *a = load_params(tmp("full"), &na), *b = load_params(tmp("cut"), &nb);
+    float *a = load_params(tap_tmp("full"), &na), *b = load_params(tap_tmp("cut"), &nb);
     tap_ok(a && b && na == nb && memcmp(a, b, na * sizeof *a) == 0,
            "the resumed run's weights are bit-identical to the uninterrupted run's");
     pl_free(a);
     pl_free(b);
     struct gpt_config ca, cb;
-    ckpt_config_read(tmp("full"), &ca, &err);
-    ckpt_config_read(tmp("cut"), &cb, &err);
+    ckpt_config_read(tap_tmp("full"), &ca, &err);
+    ckpt_config_read(tap_tmp("cut"), &cb, &err);
     tap_ok(ca.reward_mean == cb.reward_mean && ca.reward_std == cb.reward_std,
            "and so is the normalisation");
 }
@@ -473,18 +442,18 @@ static void test_normalisation(void)
     static struct groups G;
     separable(&G, 20, 7, "even");
     double mean, std;
-    rewards(tmp("full"), &G, 20, &mean, &std);
+    rewards(tap_tmp("full"), &G, 20, &mean, &std);
     tap_ok(fabs(mean) < 1e-4 && fabs(std - 1.0) < 1e-4,
            "the reference texts (the better ones) score mean 0, std 1 after training "
            "(%.6f, %.6f)",
            mean, std);
     struct gpt_config c;
     struct pl_err err = {0};
-    ckpt_config_read(tmp("full"), &c, &err);
+    ckpt_config_read(tap_tmp("full"), &c, &err);
     char *text = NULL;
     size_t len;
     char path[600];
-    snprintf(path, sizeof path, "%s/config.json", tmp("full"));
+    snprintf(path, sizeof path, "%s/config.json", tap_tmp("full"));
     io_read_file(path, &text, &len, &err);
     tap_ok(text && strstr(text, "\"reward_mean\"") && strstr(text, "\"reward_std\"") &&
                c.reward_std != 1.0 && c.reward_mean != 0.0,
@@ -497,16 +466,16 @@ static void test_normalisation(void)
         k += (size_t)snprintf(refs + k, sizeof refs - k,
                               "{\"prompt\": \"%s\", \"response\": \"%s\"}\n", G.g[i].prompt,
                               G.g[i].texts[0]);
-    write_file(tmp("refs.jsonl"), refs);
+    tap_write_file(tap_tmp("refs.jsonl"), refs);
     static struct groups H;
     separable(&H, 20, 99, "even");
     struct rm_opts o;
     struct rm_result res;
-    rm_test_opts(&o, tmp("normed"));
+    rm_test_opts(&o, tap_tmp("normed"));
     o.train.steps = 4;
-    o.norm_data = tmp("refs.jsonl");
+    o.norm_data = tap_tmp("refs.jsonl");
     int rc = rm_train(&o, &H.set, NULL, &res, &err);
-    rewards(tmp("normed"), &G, 20, &mean, &std);
+    rewards(tap_tmp("normed"), &G, 20, &mean, &std);
     tap_ok(rc == PL_OK && fabs(mean) < 1e-4 && fabs(std - 1.0) < 1e-4,
            "--norm-data's responses score mean 0, std 1 (%.6f, %.6f)", mean, std);
 }
@@ -519,7 +488,7 @@ static void test_learns(void)
     struct rm_opts o;
     struct rm_result res;
     struct pl_err err = {0};
-    rm_test_opts(&o, tmp("learn"));
+    rm_test_opts(&o, tap_tmp("learn"));
     o.epochs = 12;
     o.batch = 4;
     o.optim.lr = 1e-2f;
@@ -535,7 +504,7 @@ static void test_learns(void)
     struct rm_data d = {0};
     struct rm_scorer s;
     struct rm_eval e = {0};
-    rc = rm_load(&m, &t, tmp("learn"), 8, 0, &err);
+    rc = rm_load(&m, &t, tap_tmp("learn"), 8, 0, &err);
     rm_data_add(&d, &t, 32, H.g, 16, &err);
     rm_scorer_init(&s, 8, 32, t.eos, &err);
     if (rc == PL_OK)
@@ -561,7 +530,7 @@ static void test_bad_input(void)
     struct rm_opts o;
     struct rm_result res;
     struct pl_err err = {0};
-    rm_test_opts(&o, tmp("bad"));
+    rm_test_opts(&o, tap_tmp("bad"));
     int rc = rm_train(&o, &G.set, NULL, &res, &err);
     tap_ok(rc == PL_EINVAL && strstr(err.msg, "nothing to train on: 4 training groups and not one "
                                               "pair"),
@@ -569,15 +538,15 @@ static void test_bad_input(void)
     struct ds_prefs empty = {0};
     rc = rm_train(&o, &empty, NULL, &res, &err);
     tap_ok(rc == PL_EINVAL && strstr(err.msg, "nothing to train on"), "no groups: %s", err.msg);
-    tap_ok(access(tmp("bad"), F_OK) != 0, "a failed run leaves no output folder");
+    tap_ok(access(tap_tmp("bad"), F_OK) != 0, "a failed run leaves no output folder");
     struct gpt m;
     struct tok t;
-    rc = rm_load(&m, &t, tmp("lm"), 4, 0, &err);
+    rc = rm_load(&m, &t, tap_tmp("lm"), 4, 0, &err);
     tap_ok(rc == PL_EINVAL && strstr(err.msg, "no score head"), "a language model: %s", err.msg);
     gpt_release(&m);
     tok_release(&t);
-    write_file(tmp("empty.jsonl"), "\n\n");
-    o.norm_data = tmp("empty.jsonl");
+    tap_write_file(tap_tmp("empty.jsonl"), "\n\n");
+    o.norm_data = tap_tmp("empty.jsonl");
     separable(&G, 4, 3, "even");
     rc = rm_train(&o, &G.set, NULL, &res, &err);
     tap_ok(rc != PL_OK && strstr(err.msg, "empty.jsonl"), "empty norm data: %s", err.msg);
@@ -592,10 +561,9 @@ int main(void)
     struct pl_err err = {0};
     if (tensor_init(NULL, 1, &err))
         tap_skip_all(err.msg);
-    if (!mkdtemp(tmpdir))
-        tap_skip_all("cannot create a temporary folder");
+    const char *tmpdir = tap_tmpdir("rm");
     tok_init_byte(&byte_tok, &err);
-    make_model(tmp("lm"), false);
+    make_model(tap_tmp("lm"), false);
     tap_plan(40);
     test_seq();
     test_pair_loss();

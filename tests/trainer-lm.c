@@ -8,6 +8,7 @@
 #include "model/pl.h"
 #include "model/tensor.h"
 #include "model/tok.h"
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <math.h>
@@ -19,43 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/plumb-trainer-XXXXXX";
-
-/* A path inside the temporary folder; the last 64 live at once. */
-static const char *tmp(const char *name)
-{
-    static char bufs[64][512];
-    static int next;
-    char *b = bufs[next++ % 64];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-        tap_diag("cannot write %s", path);
-}
-
-static struct gpt_config tiny_config(void)
-{
-    struct gpt_config c;
-    gpt_config_gpt2(&c);
-    c.vocab_size = 257;
-    c.n_positions = 32;
-    c.n_embd = 16;
-    c.n_layer = 2;
-    c.n_head = 2;
-    c.bos_token_id = c.eos_token_id = 256;
-    snprintf(c.tokenizer, sizeof c.tokenizer, "byte");
-    return c;
-}
-
 /* A tiny byte-level model folder, as plumb init writes it. */
 static void make_model(const char *dir)
 {
-    struct gpt_config c = tiny_config();
+    struct gpt_config c = tap_byte_config(32, 16, 2, 2);
     struct gpt_opts o = {.max_batch = 1, .max_seq = 1};
     struct gpt m;
     struct pl_err err = {0};
@@ -80,17 +48,17 @@ static void make_data(void)
                                   "{\"prompt\": \"Q: %d plus %d?\\nA:\", \"response\": \" %d\"}\n",
                                   i % 7, i % 5, i % 7 + i % 5);
     }
-    write_file(tmp("corpus.txt"), corpus);
-    write_file(tmp("sft.jsonl"), sft);
-    make_model(tmp("model"));
+    tap_write_file(tap_tmp("corpus.txt"), corpus);
+    tap_write_file(tap_tmp("sft.jsonl"), sft);
+    make_model(tap_tmp("model"));
 }
 
 static void base_opts(struct lm_opts *o, enum lm_kind kind, const char *out)
 {
     lm_opts_default(o);
     o->kind = kind;
-    o->model = tmp("model");
-    o->data = kind == LM_SFT ? tmp("sft.jsonl") : tmp("corpus.txt");
+    o->model = tap_tmp("model");
+    o->data = kind == LM_SFT ? tap_tmp("sft.jsonl") : tap_tmp("corpus.txt");
     o->train.out = out;
     o->train.steps = 8;
     o->batch = 4;
@@ -160,12 +128,12 @@ static long state_step(const char *dir)
  * of eight: two examples a row, then two padding positions. */
 static void test_sft_packing(void)
 {
-    write_file(tmp("three.jsonl"), "{\"prompt\": \"ab\", \"response\": \"c\"}\n"
-                                   "{\"prompt\": \"de\", \"response\": \"f\"}\n"
-                                   "{\"prompt\": \"gh\", \"response\": \"i\"}\n");
+    tap_write_file(tap_tmp("three.jsonl"), "{\"prompt\": \"ab\", \"response\": \"c\"}\n"
+                                           "{\"prompt\": \"de\", \"response\": \"f\"}\n"
+                                           "{\"prompt\": \"gh\", \"response\": \"i\"}\n");
     struct lm_opts o;
-    base_opts(&o, LM_SFT, tmp("unused"));
-    o.data = tmp("three.jsonl");
+    base_opts(&o, LM_SFT, tap_tmp("unused"));
+    o.data = tap_tmp("three.jsonl");
     o.eval_frac = 0;
     o.batch = 2;
     o.seq = 8;
@@ -212,7 +180,7 @@ static void test_sft_packing(void)
 
     /* The task's loss is the mean over response targets only, and each packed example scores
      * as if it were alone. */
-    struct gpt_config c = tiny_config();
+    struct gpt_config c = tap_byte_config(32, 16, 2, 2);
     struct gpt m;
     struct gpt_opts go = {.trainable = true, .max_batch = 2, .max_seq = 8};
     gpt_init(&m, &c, &go, &err);
@@ -258,10 +226,10 @@ static void test_sft_packing(void)
  * overlapping by one; the held-out tail starts at a line. */
 static void test_text_units(void)
 {
-    write_file(tmp("doc.txt"), "abcdefghij\nklm\n\n\nnopq\n");
+    tap_write_file(tap_tmp("doc.txt"), "abcdefghij\nklm\n\n\nnopq\n");
     struct lm_opts o;
-    base_opts(&o, LM_PRETRAIN, tmp("unused"));
-    o.data = tmp("doc.txt");
+    base_opts(&o, LM_PRETRAIN, tap_tmp("unused"));
+    o.data = tap_tmp("doc.txt");
     o.eval_frac = 0;
     o.seq = 4;
     struct tok tok = {0};
@@ -280,8 +248,8 @@ static void test_text_units(void)
            "windows overlap by one token and each document ends with the end token");
     lm_release(&t);
 
-    write_file(tmp("lines.txt"), "line one\nline two\nline three\nline four\n");
-    o.data = tmp("lines.txt");
+    tap_write_file(tap_tmp("lines.txt"), "line one\nline two\nline three\nline four\n");
+    o.data = tap_tmp("lines.txt");
     o.eval_frac = 0.3;
     rc = lm_init(&t, &tok, &o, 32, &err);
     tap_ok(rc == PL_OK && t.train.n_ids == 29 + 1 && t.eval.n_ids == 10 + 1 && t.n_eval_rows == 3,
@@ -297,11 +265,11 @@ static void test_accumulation(void)
     struct lm_opts o;
     struct lm_result res;
     struct pl_err err = {0};
-    base_opts(&o, LM_PRETRAIN, tmp("accum1"));
+    base_opts(&o, LM_PRETRAIN, tap_tmp("accum1"));
     o.train.steps = 3;
     o.train.eval_every = 0;
     int rc = lm_run(&o, &res, &err);
-    base_opts(&o, LM_PRETRAIN, tmp("accum2"));
+    base_opts(&o, LM_PRETRAIN, tap_tmp("accum2"));
     o.train.steps = 3;
     o.train.eval_every = 0;
     o.batch = 2;
@@ -310,9 +278,9 @@ static void test_accumulation(void)
     if (!tap_is_int(rc, PL_OK, "batch 4 and batch 2 x accumulation 2 train"))
         tap_diag("%s", err.msg);
     size_t n1, n2;
-    float *a = load_params(tmp("accum1"), &n1), *b = load_params(tmp("accum2"), &n2);
+    float *a = load_params(tap_tmp("accum1"), &n1), *b = load_params(tap_tmp("accum2"), &n2);
     double d = 0, moved = 0;
-    float *init = load_params(tmp("model"), &n2);
+    float *init = load_params(tap_tmp("model"), &n2);
     for (size_t i = 0; a && b && init && i < n1; i++) {
         d = fmax(d, fabs(a[i] - b[i]));
         moved = fmax(moved, fabs(a[i] - init[i]));
@@ -339,10 +307,10 @@ static void test_determinism_and_resume(void)
     struct lm_result res;
     struct pl_err err = {0};
     int rc = PL_OK;
-    const char *dirs[] = {tmp("run_a"), tmp("run_a2")};
+    const char *dirs[] = {tap_tmp("run_a"), tap_tmp("run_a2")};
     for (int i = 0; i < 2; i++) {
         base_opts(&o, LM_SFT, dirs[i]);
-        o.mix_corpus = tmp("corpus.txt");
+        o.mix_corpus = tap_tmp("corpus.txt");
         rc |= lm_run(&o, &res, &err);
     }
     if (!tap_is_int(rc, PL_OK, "an SFT run with a mixed-in corpus trains"))
@@ -358,22 +326,22 @@ static void test_determinism_and_resume(void)
            "and the same weights, bit for bit");
     pl_free(b);
 
-    base_opts(&o, LM_SFT, tmp("run_b"));
-    o.mix_corpus = tmp("corpus.txt");
+    base_opts(&o, LM_SFT, tap_tmp("run_b"));
+    o.mix_corpus = tap_tmp("corpus.txt");
     o.train.on_step = kill_at_6;
     rc = lm_run(&o, &res, &err);
     tap_ok(rc == PL_OK && res.train.stopped && res.train.steps == 6 &&
-               state_step(tmp("run_b")) == 4,
+               state_step(tap_tmp("run_b")) == 4,
            "a run killed at step 6 keeps its checkpoint of step 4");
     o.train.on_step = NULL;
     o.train.resume = true;
     rc = lm_run(&o, &res, &err);
     tap_ok(rc == PL_OK && res.train.start_step == 4 && res.train.steps == 8,
            "--resume continues from step 4");
-    b = load_params(tmp("run_b"), &nb);
+    b = load_params(tap_tmp("run_b"), &nb);
     tap_ok(a && b && na == nb && memcmp(a, b, na * sizeof *a) == 0,
            "the resumed run ends with the uninterrupted run's weights, bit for bit");
-    loss_curve(tmp("run_b"), curve_b, sizeof curve_b);
+    loss_curve(tap_tmp("run_b"), curve_b, sizeof curve_b);
     tap_ok(strcmp(curve_a, curve_b) == 0, "and metrics.jsonl holds the same loss curve");
     pl_free(a);
     pl_free(b);
@@ -382,11 +350,11 @@ static void test_determinism_and_resume(void)
     rc = lm_run(&o, &res, &err);
     tap_ok(rc == PL_EINVAL && strstr(err.msg, "option 'batch' was 4 there and is 2 now"),
            "resuming with another batch size is refused: %s", err.msg);
-    base_opts(&o, LM_SFT, tmp("run_c"));
-    o.mix_corpus = tmp("corpus.txt");
+    base_opts(&o, LM_SFT, tap_tmp("run_c"));
+    o.mix_corpus = tap_tmp("corpus.txt");
     o.seed = 7;
     lm_run(&o, &res, &err);
-    loss_curve(tmp("run_c"), curve_b, sizeof curve_b);
+    loss_curve(tap_tmp("run_c"), curve_b, sizeof curve_b);
     tap_ok(strcmp(curve_a, curve_b) != 0, "another seed gives another curve");
 }
 
@@ -441,7 +409,7 @@ static int run_task(struct lm_opts *o, struct gpt *m, const struct tok *tok,
 static void test_nonfinite(void)
 {
     struct lm_opts o;
-    base_opts(&o, LM_PRETRAIN, tmp("nan"));
+    base_opts(&o, LM_PRETRAIN, tap_tmp("nan"));
     o.train.save_every = 2;
     struct tok tok = {0};
     struct pl_err err = {0};
@@ -467,16 +435,16 @@ static void test_nonfinite(void)
         rc = run_task(&o, &m, &tok, &task, &res, &err);
     tap_is_int(rc, PL_ENUMERIC, "an infinite gradient at step 5 stops the run");
     char want[700];
-    snprintf(want, sizeof want, "the last good checkpoint is step 4 in '%s'", tmp("nan"));
+    snprintf(want, sizeof want, "the last good checkpoint is step 4 in '%s'", tap_tmp("nan"));
     tap_ok(strncmp(err.msg, "step 5: training loss is ", 25) == 0 &&
                strstr(err.msg, "gradient norm inf: stopped before the update") &&
                strstr(err.msg, want),
            "the message names the step and the last good checkpoint: %s", err.msg);
-    tap_ok(state_step(tmp("nan")) == 4 && res.train.steps == 4, "which stays at step 4");
+    tap_ok(state_step(tap_tmp("nan")) == 4 && res.train.steps == 4, "which stays at step 4");
     gpt_release(&m);
     lm_release(&t);
 
-    o.train.out = tmp("nan2");
+    o.train.out = tap_tmp("nan2");
     rc = lm_init(&t, &tok, &o, 32, &err);
     if (rc == PL_OK)
         rc = ckpt_load(&m, o.model, &go, &err);
@@ -485,7 +453,7 @@ static void test_nonfinite(void)
     if (rc == PL_OK)
         rc = run_task(&o, &m, &tok, &task, &res, &err);
     tap_ok(rc == PL_ENUMERIC && strstr(err.msg, "step 1: training loss is nan") &&
-               strstr(err.msg, "no checkpoint was written") && access(tmp("nan2"), F_OK) != 0,
+               strstr(err.msg, "no checkpoint was written") && access(tap_tmp("nan2"), F_OK) != 0,
            "a NaN loss at step 1 stops before any checkpoint, and the folder the run made (its "
            "metrics.jsonl) is gone: %s",
            err.msg);
@@ -499,7 +467,7 @@ static void test_nonfinite(void)
 static int load_sft(const char *path, bool skip, struct lm_task *t, struct pl_err *err)
 {
     struct lm_opts o;
-    base_opts(&o, LM_SFT, tmp("unused"));
+    base_opts(&o, LM_SFT, tap_tmp("unused"));
     o.data = path;
     o.skip_bad_lines = skip;
     struct tok tok = {0};
@@ -513,9 +481,9 @@ static void expect_error(const char *name, const char *text, enum lm_kind kind, 
                          const char *want_suffix)
 {
     struct lm_opts o;
-    base_opts(&o, kind, tmp("unused"));
-    o.data = tmp(name);
-    write_file(o.data, text);
+    base_opts(&o, kind, tap_tmp("unused"));
+    o.data = tap_tmp(name);
+    tap_write_file(o.data, text);
     struct tok tok = {0};
     struct pl_err err = {0};
     struct lm_task t;
@@ -547,18 +515,18 @@ static void test_bad_input(void)
 
     snprintf(text, sizeof text, "%s[1]\n%s{\"prompt\": 3, \"response\": \"r\"}\n%s", good, good,
              good);
-    write_file(tmp("mixed.jsonl"), text);
+    tap_write_file(tap_tmp("mixed.jsonl"), text);
     struct lm_task t;
     struct pl_err err = {0};
-    int rc = load_sft(tmp("mixed.jsonl"), true, &t, &err);
+    int rc = load_sft(tap_tmp("mixed.jsonl"), true, &t, &err);
     tap_ok(rc == PL_OK && t.skipped == 2 && t.train.n == 3,
            "skip_bad_lines skips and counts two bad lines (rc %d, skipped %ld)", rc, t.skipped);
     lm_release(&t);
-    rc = load_sft(tmp("mixed.jsonl"), false, &t, &err);
+    rc = load_sft(tap_tmp("mixed.jsonl"), false, &t, &err);
     tap_is_int(rc, PL_EFORMAT, "without it the first bad line fails");
     lm_release(&t);
-    write_file(tmp("ok.csv"), "response,prompt\n\"r, with comma\",p\n");
-    rc = load_sft(tmp("ok.csv"), false, &t, &err);
+    tap_write_file(tap_tmp("ok.csv"), "response,prompt\n\"r, with comma\",p\n");
+    rc = load_sft(tap_tmp("ok.csv"), false, &t, &err);
     tap_ok(rc == PL_OK && t.train.n == 1 && t.train.len[0] == 1 + 13 + 1 && t.train.prompt[0] == 1,
            "a CSV with the two columns in any order loads");
     lm_release(&t);
@@ -569,8 +537,8 @@ static void test_bad_input(void)
 static void test_alloc_failure(void)
 {
     struct lm_opts o;
-    base_opts(&o, LM_SFT, tmp("unused"));
-    o.mix_corpus = tmp("corpus.txt");
+    base_opts(&o, LM_SFT, tap_tmp("unused"));
+    o.mix_corpus = tap_tmp("corpus.txt");
     struct tok tok = {0};
     struct pl_err err = {0};
     tok_init_byte(&tok, &err);
@@ -595,13 +563,13 @@ static void test_alloc_failure(void)
 /* Every response cut off by seq: nothing to train on, and the message says how many. */
 static void test_cut_off(void)
 {
-    write_file(tmp("long.jsonl"), "{\"prompt\": \"a long prompt that fills the row\", "
-                                  "\"response\": \"r\"}\n"
-                                  "{\"prompt\": \"another prompt as long as a row\", "
-                                  "\"response\": \"s\"}\n");
+    tap_write_file(tap_tmp("long.jsonl"), "{\"prompt\": \"a long prompt that fills the row\", "
+                                          "\"response\": \"r\"}\n"
+                                          "{\"prompt\": \"another prompt as long as a row\", "
+                                          "\"response\": \"s\"}\n");
     struct lm_opts o;
-    base_opts(&o, LM_SFT, tmp("unused"));
-    o.data = tmp("long.jsonl");
+    base_opts(&o, LM_SFT, tap_tmp("unused"));
+    o.data = tap_tmp("long.jsonl");
     o.eval_frac = 0;
     o.seq = 8;
     struct tok tok = {0};
@@ -641,37 +609,37 @@ static void test_extend(void)
     struct lm_opts o;
     struct lm_result res;
     struct pl_err err = {0};
-    base_opts(&o, LM_PRETRAIN, tmp("ext"));
+    base_opts(&o, LM_PRETRAIN, tap_tmp("ext"));
     int rc = lm_run(&o, &res, &err);
-    loss_curve(tmp("ext"), whole, sizeof whole);
+    loss_curve(tap_tmp("ext"), whole, sizeof whole);
     o.train.steps = 12;
     o.train.resume = true;
     rc |= lm_run(&o, &res, &err);
     if (!tap_ok(rc == PL_OK && res.train.start_step == 8 && res.train.steps == 12,
                 "--resume with more steps extends a finished run from step 8 to 12"))
         tap_diag("%s", err.msg);
-    loss_curve(tmp("ext"), extended, sizeof extended);
+    loss_curve(tap_tmp("ext"), extended, sizeof extended);
     tap_ok(whole[0] && strncmp(whole, extended, strlen(whole)) == 0 &&
                strlen(extended) > strlen(whole),
            "its first 8 steps stay as they were and 4 more follow");
     float lo = o.optim.lr * o.optim.min_lr_frac;
-    tap_ok(fabs(metric_at(tmp("ext"), 9, "\"lr\"") - lo) < 1e-9 &&
-               fabs(metric_at(tmp("ext"), 12, "\"lr\"") - lo) < 1e-9,
-           "the added steps train at the final rate (%g, %g)", metric_at(tmp("ext"), 9, "\"lr\""),
-           metric_at(tmp("ext"), 12, "\"lr\""));
+    tap_ok(fabs(metric_at(tap_tmp("ext"), 9, "\"lr\"") - lo) < 1e-9 &&
+               fabs(metric_at(tap_tmp("ext"), 12, "\"lr\"") - lo) < 1e-9,
+           "the added steps train at the final rate (%g, %g)",
+           metric_at(tap_tmp("ext"), 9, "\"lr\""), metric_at(tap_tmp("ext"), 12, "\"lr\""));
 
-    base_opts(&o, LM_PRETRAIN, tmp("ext2"));
+    base_opts(&o, LM_PRETRAIN, tap_tmp("ext2"));
     o.train.on_step = kill_at_6;
     rc = lm_run(&o, &res, &err);
     o.train.on_step = NULL;
     o.train.steps = 12;
     o.train.resume = true;
     rc |= lm_run(&o, &res, &err);
-    loss_curve(tmp("ext2"), extended, sizeof extended);
+    loss_curve(tap_tmp("ext2"), extended, sizeof extended);
     tap_ok(rc == PL_OK && res.train.start_step == 4 &&
                strncmp(whole, extended, strlen(whole)) == 0 &&
-               metric_at(tmp("ext2"), 8, "\"lr\"") == metric_at(tmp("ext"), 8, "\"lr\"") &&
-               fabs(metric_at(tmp("ext2"), 10, "\"lr\"") - lo) < 1e-9,
+               metric_at(tap_tmp("ext2"), 8, "\"lr\"") == metric_at(tap_tmp("ext"), 8, "\"lr\"") &&
+               fabs(metric_at(tap_tmp("ext2"), 10, "\"lr\"") - lo) < 1e-9,
            "an unfinished run extended from its step 4 checkpoint keeps the 8-step schedule, "
            "then holds the final rate");
     o.train.steps = 3;
@@ -686,10 +654,10 @@ static void test_cut_line(void)
     struct lm_opts o;
     struct lm_result res;
     struct pl_err err = {0};
-    base_opts(&o, LM_PRETRAIN, tmp("cut"));
+    base_opts(&o, LM_PRETRAIN, tap_tmp("cut"));
     o.train.on_step = kill_at_6;
     int rc = lm_run(&o, &res, &err);
-    FILE *f = fopen(tmp("cut/metrics.jsonl"), "a");
+    FILE *f = fopen(tap_tmp("cut/metrics.jsonl"), "a");
     if (f) {
         fputs("{\"step\": 7, \"ti", f);
         fclose(f);
@@ -698,11 +666,11 @@ static void test_cut_line(void)
     o.train.resume = true;
     rc |= lm_run(&o, &res, &err);
     static char curve[8192], whole[8192];
-    loss_curve(tmp("cut"), curve, sizeof curve);
-    loss_curve(tmp("ext2"), whole, sizeof whole);
+    loss_curve(tap_tmp("cut"), curve, sizeof curve);
+    loss_curve(tap_tmp("ext2"), whole, sizeof whole);
     tap_ok(rc == PL_OK && strncmp(curve, whole, strlen(curve)) == 0 &&
-               metric_at(tmp("cut"), 8, "\"train/loss\"") ==
-                   metric_at(tmp("ext2"), 8, "\"train/loss\""),
+               metric_at(tap_tmp("cut"), 8, "\"train/loss\"") ==
+                   metric_at(tap_tmp("ext2"), 8, "\"train/loss\""),
            "after a cut last line, --resume writes whole lines only, as an uninterrupted run");
 }
 
@@ -721,27 +689,27 @@ static void test_kill(const char *bin)
     static const char opts[] = "--steps 1000 --batch 2 --seq 16 --save-every 5 --eval-every 50";
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "exec %s pretrain --model %s --data %s --out %s %s 2>/dev/null", bin,
-             tmp("model"), tmp("corpus.txt"), tmp("killed"), opts);
+             tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("killed"), opts);
     pid_t pid = fork();
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
     struct timespec ms = {0, 1000000};
-    for (int i = 0; i < 20000 && access(tmp("killed/state.safetensors"), F_OK) != 0; i++)
+    for (int i = 0; i < 20000 && access(tap_tmp("killed/state.safetensors"), F_OK) != 0; i++)
         nanosleep(&ms, NULL);
     kill(pid, SIGKILL);
     int st;
     waitpid(pid, &st, 0);
-    long at = state_step(tmp("killed"));
+    long at = state_step(tap_tmp("killed"));
     snprintf(cmd, sizeof cmd,
              "%s pretrain --model %s --data %s --out %s %s --resume >/dev/null 2>&1 && "
              "%s pretrain --model %s --data %s --out %s %s >/dev/null 2>&1",
-             bin, tmp("model"), tmp("corpus.txt"), tmp("killed"), opts, bin, tmp("model"),
-             tmp("corpus.txt"), tmp("whole"), opts);
+             bin, tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("killed"), opts, bin,
+             tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("whole"), opts);
     int code = run(cmd);
     size_t na, nb;
-    float *a = load_params(tmp("whole"), &na), *b = load_params(tmp("killed"), &nb);
+    float *a = load_params(tap_tmp("whole"), &na), *b = load_params(tap_tmp("killed"), &nb);
     tap_ok(WIFSIGNALED(st) && at > 0 && at < 1000,
            "the kill landed before the run finished (checkpoint of step %ld)", at);
     tap_ok(at > 0 && code == 0 && a && b && na == nb && memcmp(a, b, na * sizeof *a) == 0,
@@ -778,48 +746,48 @@ static void test_commands(void)
     snprintf(cmd, sizeof cmd,
              "%s pretrain --model %s --data %s --out %s --steps 4 --batch 2 --seq 16 --warmup 1 "
              "--eval-every 2 --threads 2 >%s 2>&1",
-             bin, tmp("model"), tmp("corpus.txt"), tmp("cli"), tmp("cli.log"));
+             bin, tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("cli"), tap_tmp("cli.log"));
     tap_is_int(run(cmd), 0, "plumb pretrain exits 0");
     char curve[4096];
-    loss_curve(tmp("cli"), curve, sizeof curve);
+    loss_curve(tap_tmp("cli"), curve, sizeof curve);
     tap_ok(strncmp(curve, "0 ", 2) == 0 && strstr(curve, " 4 "),
            "metrics.jsonl runs from step 0 to step 4: %s", curve);
     test_kill(bin);
-    snprintf(cmd, sizeof cmd, "%s sft --model %s --data %s --out %s 2>%s", bin, tmp("model"),
-             tmp("array.jsonl"), tmp("cli2"), tmp("cli2.log"));
+    snprintf(cmd, sizeof cmd, "%s sft --model %s --data %s --out %s 2>%s", bin, tap_tmp("model"),
+             tap_tmp("array.jsonl"), tap_tmp("cli2"), tap_tmp("cli2.log"));
     int code = run(cmd);
     char line[1024] = "", want[600];
-    FILE *f = fopen(tmp("cli2.log"), "r");
+    FILE *f = fopen(tap_tmp("cli2.log"), "r");
     if (f && !fgets(line, sizeof line, f))
         line[0] = '\0';
     if (f)
         fclose(f);
-    snprintf(want, sizeof want, "plumb: %s:2: not a JSON object\n", tmp("array.jsonl"));
+    snprintf(want, sizeof want, "plumb: %s:2: not a JSON object\n", tap_tmp("array.jsonl"));
     tap_ok(code == 1 && strcmp(line, want) == 0, "plumb sft on bad data exits 1: %s", line);
-    snprintf(cmd, sizeof cmd, "%s sft --model %s --out %s 2>/dev/null", bin, tmp("model"),
-             tmp("cli3"));
+    snprintf(cmd, sizeof cmd, "%s sft --model %s --out %s 2>/dev/null", bin, tap_tmp("model"),
+             tap_tmp("cli3"));
     tap_is_int(run(cmd), 2, "plumb sft without --data exits 2");
 
-    snprintf(cmd, sizeof cmd, "%s sft --help >%s 2>&1", bin, tmp("help.log"));
-    tap_ok(run(cmd) == 0 && file_has(tmp("help.log"), "sft"), "plumb sft --help exits 0");
+    snprintf(cmd, sizeof cmd, "%s sft --help >%s 2>&1", bin, tap_tmp("help.log"));
+    tap_ok(run(cmd) == 0 && file_has(tap_tmp("help.log"), "sft"), "plumb sft --help exits 0");
     snprintf(cmd, sizeof cmd, "%s pretrain --model %s --data %s --out %s --lr 100 2>%s", bin,
-             tmp("model"), tmp("corpus.txt"), tmp("cli4"), tmp("cli4.log"));
-    tap_ok(run(cmd) == 2 && file_has(tmp("cli4.log"), "option '--lr': '100'"),
+             tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("cli4"), tap_tmp("cli4.log"));
+    tap_ok(run(cmd) == 2 && file_has(tap_tmp("cli4.log"), "option '--lr': '100'"),
            "--lr 100 exits 2 naming the option and the value");
     snprintf(cmd, sizeof cmd,
              "%s pretrain --model %s --data %s --out %s --steps 2 --batch 2 --seq 16 2>%s", bin,
-             tmp("model"), tmp("corpus.txt"), tmp("cli"), tmp("cli5.log"));
-    tap_ok(run(cmd) == 1 && file_has(tmp("cli5.log"), "is not empty") &&
-               file_has(tmp("cli5.log"), "--force") && state_step(tmp("cli")) == 4,
+             tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("cli"), tap_tmp("cli5.log"));
+    tap_ok(run(cmd) == 1 && file_has(tap_tmp("cli5.log"), "is not empty") &&
+               file_has(tap_tmp("cli5.log"), "--force") && state_step(tap_tmp("cli")) == 4,
            "a non-empty --out without --resume is refused and left as it was");
     snprintf(cmd, sizeof cmd,
              "%s pretrain --model %s --data %s --out %s --steps 2 --batch 2 --seq 16 "
              "--save-every 0 --eval-every 0 --force >/dev/null 2>&1",
-             bin, tmp("model"), tmp("corpus.txt"), tmp("cli"));
+             bin, tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("cli"));
     char curve2[4096];
     int code2 = run(cmd);
-    loss_curve(tmp("cli"), curve2, sizeof curve2);
-    tap_ok(code2 == 0 && state_step(tmp("cli")) == 2 && strncmp(curve2, "1 ", 2) == 0,
+    loss_curve(tap_tmp("cli"), curve2, sizeof curve2);
+    tap_ok(code2 == 0 && state_step(tap_tmp("cli")) == 2 && strncmp(curve2, "1 ", 2) == 0,
            "--force replaces the older run: state and metrics.jsonl are this run's: %s", curve2);
 }
 
@@ -828,8 +796,7 @@ int main(void)
     struct pl_err err = {0};
     if (tensor_init(NULL, 2, &err))
         tap_skip_all(err.msg);
-    if (!mkdtemp(tmpdir))
-        tap_skip_all("cannot create a temporary folder");
+    const char *tmpdir = tap_tmpdir("trainer");
     tap_plan(59);
     make_data();
     test_sft_packing();
