@@ -123,11 +123,12 @@ $(RM)/train_%.labels.jsonl: $(RM)/train_%.samples.jsonl
 $(RM)/%.truth.jsonl: $(RM)/%.samples.jsonl
 	$(PLUMB) simlabel --samples $< --world $(W) --truth --out $@
 
-# The demo evaluates on files of its own below, so the training run holds nothing out.
+# The demo evaluates on files of its own below, so the training run holds nothing out. After
+# training, the SFT demonstrations' responses are shifted and scaled to score mean 0, std 1.
 $(RM)/model/.done: $(RM_TRAIN:%=$(RM)/train_%.labels.jsonl)
 	$(call timed,rm,$(PLUMB) rm train --model $(D)/sft --data $^ --out $(RM)/model \
-	  --epochs 3 --batch 16 --lr 3e-4 --warmup 20 --eval-frac 0 --eval-every 0 \
-	  --save-every 50 --resume)
+	  --norm-data $(W)/sft.jsonl --epochs 3 --batch 16 --lr 3e-4 --warmup 20 --eval-frac 0 \
+	  --eval-every 0 --save-every 50 --resume)
 	@touch $@
 
 $(RM)/eval.json: $(RM)/model/.done $(RM)/eval_same.truth.jsonl $(RM)/eval_other.truth.jsonl
