@@ -73,7 +73,7 @@ static int cmd_help(int argc, char **argv)
     int rc = cmd_parse(&spec, argc, argv);
     if (rc == CMD_PARSED)
         list(stdout);
-    return rc == CMD_PARSED || rc == CMD_HELP ? 0 : rc;
+    return rc == CMD_PARSED ? 0 : rc;
 }
 
 int main(int argc, char **argv)

@@ -192,7 +192,7 @@ int cmd_parse(const struct cmd_spec *spec, int argc, char **argv)
         const char *a = argv[i];
         if (is_help(a)) {
             print_usage(spec);
-            return CMD_HELP;
+            return 0;
         }
         if (a[0] != '-')
             return cmd_usage(spec, "unexpected argument '%s'", a);

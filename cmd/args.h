@@ -53,9 +53,10 @@ struct cmd_spec {
 };
 
 /* Parse argv[1..argc) (argv[0] is the command's name) against spec: "--name value",
- * "--name=value", flags alone. Returns CMD_PARSED; CMD_HELP after printing usage to stdout for
- * -h or --help (the command then exits 0); or 2 after printing the usage error to stderr. */
-enum { CMD_PARSED = -1, CMD_HELP = -2 };
+ * "--name=value", flags alone. Returns CMD_PARSED, or the exit status the command returns at
+ * once: 0 after printing usage to stdout for -h or --help, 2 after printing a usage error to
+ * stderr. */
+enum { CMD_PARSED = -1 };
 int cmd_parse(const struct cmd_spec *spec, int argc, char **argv);
 
 /* A usage error found after parsing (an output that is also an input, say): print "plumb

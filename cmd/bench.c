@@ -124,7 +124,7 @@ int cmd_bench(int argc, char **argv)
     };
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     bool tok_given = a.tok_dir != tok_dir || a.tok_text != tok_text;
     struct gpt_config shapes[2];
     int n_shapes = 0;

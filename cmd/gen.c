@@ -257,7 +257,7 @@ int cmd_generate(int argc, char **argv)
     };
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     gen_fit(&a);
     if ((rc = cmd_engine_start(&a.engine)))
         return rc;
@@ -563,7 +563,7 @@ int cmd_sample(int argc, char **argv)
     };
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     if (io_same_file(a.prompts, a.out))
         return cmd_usage(&spec, "--out '%s' is the --prompts file; write the samples elsewhere",
                          a.out);

@@ -71,7 +71,7 @@ int cmd_simlabel(int argc, char **argv)
     };
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     struct pl_err err = {0};
     struct ds_sim s;
     rc = ds_sim_init(&s, a.world, a.prompts, &err);

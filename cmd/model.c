@@ -45,7 +45,7 @@ int cmd_world(int argc, char **argv)
     };
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     struct pl_err err = {0};
     bool empty, world = false;
     rc = io_dir_empty(out, &empty, &err);
@@ -112,7 +112,7 @@ int cmd_init(int argc, char **argv)
     };
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     struct pl_err err = {0};
     struct gpt_config cfg;
     rc = ckpt_config_parse(config, "--config", &cfg, &err);

@@ -56,7 +56,7 @@ static int rm_train_command(int argc, char **argv)
                                   NULL,       NULL};
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     if ((rc = cmd_engine_start(&e)))
         return rc;
     o.data = data.v;
@@ -186,7 +186,7 @@ static int rm_eval_command(int argc, char **argv)
                                   NULL};
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     if ((rc = cmd_engine_start(&e)))
         return rc;
     struct pl_err err = {0};
@@ -389,7 +389,7 @@ static int rm_score_command(int argc, char **argv)
         NULL,       NULL};
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     if (io_same_file(input, out))
         return cmd_usage(&spec, "--out '%s' is the --input file; write the rewards elsewhere", out);
     if ((rc = cmd_engine_start(&e)))

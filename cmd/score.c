@@ -226,7 +226,7 @@ int cmd_score(int argc, char **argv)
     };
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     if (a.out && io_same_file(a.input, a.out))
         return cmd_usage(&spec, "--out '%s' is the --input file; write the scores elsewhere",
                          a.out);
@@ -433,7 +433,7 @@ int cmd_tokenize(int argc, char **argv)
     };
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     if (a.out && a.input && io_same_file(a.input, a.out))
         return cmd_usage(&spec, "--out '%s' is the --input file; write elsewhere", a.out);
     struct pl_err err = {0};

@@ -54,7 +54,7 @@ static int train_command(const char *name, enum lm_kind kind, int argc, char **a
         NULL};
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
-        return rc == CMD_HELP ? 0 : rc;
+        return rc;
     if ((rc = cmd_engine_start(&e)))
         return rc;
     struct pl_err err = {0};

@@ -1,5 +1,6 @@
 #include "tests/fixture.h"
 
+#include "model/ckpt.h"
 #include "tests/tap.h"
 
 #include <stdio.h>
@@ -18,6 +19,52 @@ struct gpt_config tap_byte_config(int n_positions, int n_embd, int n_layer, int 
     c.bos_token_id = c.eos_token_id = 256;
     snprintf(c.tokenizer, sizeof c.tokenizer, "byte");
     return c;
+}
+
+void tap_model_perturbed(struct gpt *m, const struct gpt_config *cfg, uint64_t seed)
+{
+    struct pl_err err;
+    struct gpt_opts o = {.max_batch = 1, .max_seq = cfg->n_positions};
+    if (gpt_init(m, cfg, &o, &err)) {
+        tap_diag("%s", err.msg);
+        exit(1);
+    }
+    gpt_init_weights(m, seed);
+    struct pl_rng r;
+    pl_rng_seed(&r, seed + 1);
+    for (size_t i = 0; i < m->n_params; i++)
+        m->params[i] += 0.15f * pl_rng_normal(&r);
+}
+
+float *tap_load_params(const char *dir, size_t *n)
+{
+    struct gpt m;
+    struct pl_err err = {0};
+    struct gpt_opts o = {.max_batch = 1, .max_seq = 1};
+    float *p = NULL;
+    *n = 0;
+    if (ckpt_load(&m, dir, &o, &err) == PL_OK && (p = pl_malloc(m.n_params * sizeof *p))) {
+        memcpy(p, m.params, m.n_params * sizeof *p);
+        *n = m.n_params;
+    }
+    gpt_release(&m);
+    return p;
+}
+
+void tap_fill(float *x, size_t n, struct pl_rng *r, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * pl_rng_normal(r);
+}
+
+double tap_nmse(const float *got, const float *want, size_t n)
+{
+    double e = 0, w = 0;
+    for (size_t i = 0; i < n; i++) {
+        e += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+        w += (double)want[i] * want[i];
+    }
+    return w > 0 ? e / w : e;
 }
 
 static char dir[64];

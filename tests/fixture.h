@@ -8,6 +8,21 @@
 /* A byte-tokenizer GPT-2 shape (vocab 257, end token 256) of the given size. */
 struct gpt_config tap_byte_config(int n_positions, int n_embd, int n_layer, int n_head);
 
+/* A model of cfg (max batch 1, the whole context) with GPT-2's initial weights moved by N(0, 0.15)
+ * noise, so that its distributions are peaked and its attention is not uniform; exits when it
+ * cannot be allocated. */
+void tap_model_perturbed(struct gpt *m, const struct gpt_config *cfg, uint64_t seed);
+
+/* Every parameter of model folder dir in a new pl_malloc array of *n floats (the caller frees
+ * it); NULL and *n = 0 when the folder does not load. */
+float *tap_load_params(const char *dir, size_t *n);
+
+/* x[0, n) = scale * N(0, 1) draws from r. */
+void tap_fill(float *x, size_t n, struct pl_rng *r, float scale);
+
+/* Normalised mean squared error of got against want (the plain error when want is all zero). */
+double tap_nmse(const float *got, const float *want, size_t n);
+
 /* Make a fresh folder /tmp/plumb-TAG-XXXXXX for this program (skip_all when that fails) and
  * return it; later calls return the same folder. */
 const char *tap_tmpdir(const char *tag);

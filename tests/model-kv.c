@@ -18,23 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fill(float *x, size_t n, struct pl_rng *r, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * pl_rng_normal(r);
-}
-
-/* Normalised mean squared error of got against want. */
-static double nmse(const float *got, const float *want, size_t n)
-{
-    double e = 0, w = 0;
-    for (size_t i = 0; i < n; i++) {
-        e += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
-        w += (double)want[i] * want[i];
-    }
-    return w > 0 ? e / w : e;
-}
-
 /* ---- kernels ---- */
 
 static void test_attention_kv(void)
@@ -50,12 +33,12 @@ static void test_attention_kv(void)
     float *ref = pl_malloc(sizeof(float) * N * C), *k = pl_malloc(sizeof(float) * cache * 4);
     float *v = k + cache, *k2 = v + cache, *v2 = k2 + cache;
     float *scratch = pl_malloc(sizeof(float) * op_attention_kv_scratch(T, 4));
-    fill(qkv, (size_t)N * 3 * C, &r, 1.0f);
-    fill(k, cache * 2, &r, 1.0f);
+    tap_fill(qkv, (size_t)N * 3 * C, &r, 1.0f);
+    tap_fill(k, cache * 2, &r, 1.0f);
     memcpy(k2, k, sizeof(float) * cache * 2);
     op_attention_kv_fwd(out, k, v, scratch, 4, qkv, slot, past, n, 3, T, C, NH);
     op_attention_kv_fwd_ref(ref, k2, v2, qkv, slot, past, n, 3, T, C, NH);
-    double e = nmse(out, ref, (size_t)N * C);
+    double e = tap_nmse(out, ref, (size_t)N * C);
     tap_ok(e < 1e-10, "cached attention matches its _ref (nmse %.2g)", e);
     tap_ok(memcmp(k, k2, sizeof(float) * cache * 2) == 0, "and stores the same keys and values");
     pl_free(qkv);
@@ -77,12 +60,12 @@ static void test_decode_matmul(void)
         float *inp = pl_malloc(sizeof(float) * N * IC), *w = pl_malloc(sizeof(float) * IC * OC);
         float *b = pl_malloc(sizeof(float) * OC), *out = pl_malloc(sizeof(float) * N * OC);
         float *ref = pl_malloc(sizeof(float) * N * OC);
-        fill(inp, (size_t)N * IC, &r, 1.0f);
-        fill(w, (size_t)IC * OC, &r, 0.1f);
-        fill(b, (size_t)OC, &r, 0.1f);
+        tap_fill(inp, (size_t)N * IC, &r, 1.0f);
+        tap_fill(w, (size_t)IC * OC, &r, 0.1f);
+        tap_fill(b, (size_t)OC, &r, 0.1f);
         op_matmul_fwd_decode(out, inp, w, s % 2 ? NULL : b, N, IC, OC);
         op_matmul_fwd_ref(ref, inp, w, s % 2 ? NULL : b, N, IC, OC);
-        double e = nmse(out, ref, (size_t)N * OC);
+        double e = tap_nmse(out, ref, (size_t)N * OC);
         tap_ok(e < 1e-10, "decode matmul %dx%d @ %dx%d matches op_matmul_fwd_ref (nmse %.2g)", N,
                IC, IC, OC, e);
         pl_free(inp);
@@ -102,11 +85,11 @@ static void test_logits(void)
         int N = shapes[s][0], V = shapes[s][1], C = shapes[s][2];
         float *h = pl_malloc(sizeof(float) * N * C), *wte = pl_malloc(sizeof(float) * V * C);
         float *out = pl_malloc(sizeof(float) * N * V), *ref = pl_malloc(sizeof(float) * N * V);
-        fill(h, (size_t)N * C, &r, 1.0f);
-        fill(wte, (size_t)V * C, &r, 0.5f);
+        tap_fill(h, (size_t)N * C, &r, 1.0f);
+        tap_fill(wte, (size_t)V * C, &r, 0.5f);
         op_logits_fwd(out, h, wte, N, V, C);
         op_logits_fwd_ref(ref, h, wte, N, V, C);
-        double e = nmse(out, ref, (size_t)N * V);
+        double e = tap_nmse(out, ref, (size_t)N * V);
         tap_ok(e < 1e-10, "LM head %d rows, V %d, C %d matches its _ref (nmse %.2g)", N, V, C, e);
         pl_free(h);
         pl_free(wte);
@@ -116,21 +99,6 @@ static void test_logits(void)
 }
 
 /* ---- models ---- */
-
-/* A byte-tokenizer model with weights far from GPT-2's init, so that the distributions are
- * peaked and attention is not uniform. */
-static void model_init(struct gpt *m, const struct gpt_config *cfg, uint64_t seed)
-{
-    struct pl_err err;
-    struct gpt_opts o = {.max_batch = 1, .max_seq = cfg->n_positions};
-    if (gpt_init(m, cfg, &o, &err))
-        exit(1);
-    gpt_init_weights(m, seed);
-    struct pl_rng r;
-    pl_rng_seed(&r, seed + 1);
-    for (size_t i = 0; i < m->n_params; i++)
-        m->params[i] += 0.15f * pl_rng_normal(&r);
-}
 
 static void random_tokens(int *t, int n, int V, struct pl_rng *r)
 {
@@ -157,7 +125,7 @@ static void test_incremental(void)
 {
     struct gpt_config cfg = tap_byte_config(96, 64, 2, 4);
     struct gpt m;
-    model_init(&m, &cfg, 21);
+    tap_model_perturbed(&m, &cfg, 21);
     struct kv_cache c;
     struct pl_err err = {0};
     tap_is_int(kv_init(&c, &m, 3, 96, 96, &err), PL_OK, "kv cache initialises");
@@ -305,7 +273,7 @@ static void test_forks(void)
 {
     struct gpt_config cfg = tap_byte_config(96, 64, 2, 4);
     struct gpt m;
-    model_init(&m, &cfg, 41);
+    tap_model_perturbed(&m, &cfg, 41);
     struct pl_rng r;
     pl_rng_seed(&r, 42);
     int P[20], a[1], b[4], d[9], e[30];
@@ -344,7 +312,7 @@ static void test_invariance(void)
     enum { S = 80, LEN = 40, STEPS = 3, AT = 37 };
     struct gpt_config cfg = tap_byte_config(64, 64, 2, 4);
     struct gpt m;
-    model_init(&m, &cfg, 51);
+    tap_model_perturbed(&m, &cfg, 51);
     struct pl_err err = {0};
     struct kv_cache c;
     int rc = kv_init(&c, &m, S, 64, 1024, &err);
@@ -505,7 +473,7 @@ static void test_alloc(void)
 {
     struct gpt_config cfg = tap_byte_config(32, 64, 2, 4);
     struct gpt m;
-    model_init(&m, &cfg, 61);
+    tap_model_perturbed(&m, &cfg, 61);
     struct kv_cache c;
     struct pl_err err = {0};
     pl_alloc_fail_at(-1);

@@ -19,7 +19,10 @@ static float *randv(long n, float scale)
     return p;
 }
 
-static float *zeros(long n) { return calloc((size_t)n, sizeof(float)); }
+static float *zeros(long n)
+{
+    return calloc((size_t)n, sizeof(float));
+}
 
 /* Normalised mean squared error of got against want. */
 static double nmse(const float *got, const float *want, long n)
@@ -83,8 +86,9 @@ static double ln_eval(void *p)
 static void test_layernorm(void)
 {
     int N = 6, C = 16;
-    struct ln_ctx c = {zeros(N * C), zeros(N), zeros(N), randv(N * C, 1), randv(C, 1),
-                       randv(C, 1),  randv(N * C, 1), N, C};
+    struct ln_ctx c = {zeros(N * C),    zeros(N),    zeros(N),
+                       randv(N * C, 1), randv(C, 1), randv(C, 1),
+                       randv(N * C, 1), N,           C};
     float *o2 = zeros(N * C), *m2 = zeros(N), *r2 = zeros(N);
     op_layernorm_fwd(o2, m2, r2, c.inp, c.w, c.b, N, C, 1e-5f);
     ln_eval(&c);
@@ -93,8 +97,7 @@ static void test_layernorm(void)
     float *dinp2 = zeros(N * C), *dw2 = zeros(C), *db2 = zeros(C);
     op_layernorm_bwd(dinp, dw, db, c.r, c.inp, c.w, c.mean, c.rstd, N, C);
     op_layernorm_bwd_ref(dinp2, dw2, db2, c.r, c.inp, c.w, c.mean, c.rstd, N, C);
-    tap_ok(nmse(dinp, dinp2, N * C) < 1e-10 && nmse(dw, dw2, C) < 1e-10 &&
-               nmse(db, db2, C) < 1e-10,
+    tap_ok(nmse(dinp, dinp2, N * C) < 1e-10 && nmse(dw, dw2, C) < 1e-10 && nmse(db, db2, C) < 1e-10,
            "layernorm backward matches ref");
     double *num = malloc(sizeof(double) * N * C);
     numeric_grad(num, c.inp, N * C, ln_eval, &c);
@@ -127,8 +130,14 @@ static double mm_eval(void *p)
 static void test_matmul(void)
 {
     int N = 7, IC = 12, OC = 10;
-    struct mm_ctx c = {zeros(N * OC), randv(N * IC, 1), randv(IC * OC, 1), randv(OC, 1),
-                       randv(N * OC, 1), N, IC, OC};
+    struct mm_ctx c = {zeros(N * OC),
+                       randv(N * IC, 1),
+                       randv(IC * OC, 1),
+                       randv(OC, 1),
+                       randv(N * OC, 1),
+                       N,
+                       IC,
+                       OC};
     float *o2 = zeros(N * OC);
     op_matmul_fwd(o2, c.inp, c.w, c.b, N, IC, OC);
     mm_eval(&c);

@@ -15,23 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fill(float *x, size_t n, struct pl_rng *r, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * pl_rng_normal(r);
-}
-
-/* Normalised mean squared error of got against want. */
-static double nmse(const float *got, const float *want, size_t n)
-{
-    double e = 0, w = 0;
-    for (size_t i = 0; i < n; i++) {
-        e += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
-        w += (double)want[i] * want[i];
-    }
-    return w > 0 ? e / w : e;
-}
-
 /* ---- softmax ---- */
 
 static void test_softmax(void)
@@ -44,10 +27,10 @@ static void test_softmax(void)
         float *z = pl_malloc(sizeof(float) * N * V);
         float *p = pl_malloc(sizeof(float) * N * V), *pr = pl_malloc(sizeof(float) * N * V);
         float *lse = pl_malloc(sizeof(float) * N), *lr = pl_malloc(sizeof(float) * N);
-        fill(z, (size_t)N * V, &r, 3.0f);
+        tap_fill(z, (size_t)N * V, &r, 3.0f);
         op_softmax_fwd(p, lse, z, 0.7f, N, V);
         op_softmax_fwd_ref(pr, lr, z, 0.7f, N, V);
-        double ep = nmse(p, pr, (size_t)N * V), el = nmse(lse, lr, (size_t)N);
+        double ep = tap_nmse(p, pr, (size_t)N * V), el = tap_nmse(lse, lr, (size_t)N);
         tap_ok(ep < 1e-10 && el < 1e-10,
                "softmax of %d x %d at temperature 1/0.7 matches its _ref (nmse %.2g, %.2g)", N, V,
                ep, el);
@@ -60,19 +43,6 @@ static void test_softmax(void)
 }
 
 /* ---- models ---- */
-
-static void model_init(struct gpt *m, const struct gpt_config *cfg, uint64_t seed)
-{
-    struct pl_err err;
-    struct gpt_opts o = {.max_batch = 1, .max_seq = cfg->n_positions};
-    if (gpt_init(m, cfg, &o, &err))
-        exit(1);
-    gpt_init_weights(m, seed);
-    struct pl_rng r;
-    pl_rng_seed(&r, seed + 1);
-    for (size_t i = 0; i < m->n_params; i++)
-        m->params[i] += 0.15f * pl_rng_normal(&r);
-}
 
 /* ---- decoding ---- */
 
@@ -282,7 +252,7 @@ static void test_decoding(void)
 {
     struct gpt_config cfg = tap_byte_config(64, 64, 2, 4);
     struct gpt m;
-    model_init(&m, &cfg, 31);
+    tap_model_perturbed(&m, &cfg, 31);
     struct tok t;
     struct pl_err err = {0};
     tok_init_byte(&t, &err);
@@ -496,7 +466,7 @@ static void test_invariance(void)
 {
     struct gpt_config cfg = tap_byte_config(64, 64, 2, 4);
     struct gpt m;
-    model_init(&m, &cfg, 71);
+    tap_model_perturbed(&m, &cfg, 71);
     struct tok t;
     struct pl_err err = {0};
     tok_init_byte(&t, &err);
@@ -546,7 +516,7 @@ static void test_refusals(void)
     cfg.vocab_size = 300;
     snprintf(cfg.tokenizer, sizeof cfg.tokenizer, "gpt2");
     struct gpt m;
-    model_init(&m, &cfg, 81);
+    tap_model_perturbed(&m, &cfg, 81);
     struct tok t;
     struct pl_err err = {0};
     tok_init_byte(&t, &err);
@@ -571,7 +541,7 @@ static void test_alloc(void)
 {
     struct gpt_config cfg = tap_byte_config(32, 64, 2, 4);
     struct gpt m;
-    model_init(&m, &cfg, 91);
+    tap_model_perturbed(&m, &cfg, 91);
     struct tok t;
     struct pl_err err = {0};
     tok_init_byte(&t, &err);

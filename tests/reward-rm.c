@@ -348,21 +348,6 @@ static void test_evaluate(void)
 
 /* ---- training ---- */
 
-static float *load_params(const char *dir, size_t *n)
-{
-    struct gpt m;
-    struct pl_err err = {0};
-    struct gpt_opts o = {.max_batch = 1, .max_seq = 1};
-    float *p = NULL;
-    *n = 0;
-    if (ckpt_load(&m, dir, &o, &err) == PL_OK && (p = pl_malloc(m.n_params * sizeof *p))) {
-        memcpy(p, m.params, m.n_params * sizeof *p);
-        *n = m.n_params;
-    }
-    gpt_release(&m);
-    return p;
-}
-
 static int kill_at_6(void *ctx, long step)
 {
     (void)ctx;
@@ -393,7 +378,7 @@ static void test_resume(void)
     tap_ok(rc == PL_OK && res.train.start_step == 4 && res.train.steps == 10 && res.normalised,
            "resumed from step 4 to 10 (%s)", rc ? err.msg : "ok");
     size_t na, nb;
-    float *a = load_params(tap_tmp("full"), &na), *b = load_params(tap_tmp("cut"), &nb);
+    float *a = tap_load_params(tap_tmp("full"), &na), *b = tap_load_params(tap_tmp("cut"), &nb);
     tap_ok(a && b && na == nb && memcmp(a, b, na * sizeof *a) == 0,
            "the resumed run's weights are bit-identical to the uninterrupted run's");
     pl_free(a);

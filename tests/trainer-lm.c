@@ -71,22 +71,6 @@ static void base_opts(struct lm_opts *o, enum lm_kind kind, const char *out)
     o->train.version = "test";
 }
 
-/* Every parameter of a model folder; the caller frees *out with pl_free. */
-static float *load_params(const char *dir, size_t *n)
-{
-    struct gpt m;
-    struct pl_err err = {0};
-    struct gpt_opts o = {.max_batch = 1, .max_seq = 1};
-    float *p = NULL;
-    *n = 0;
-    if (ckpt_load(&m, dir, &o, &err) == PL_OK && (p = pl_malloc(m.n_params * sizeof *p))) {
-        memcpy(p, m.params, m.n_params * sizeof *p);
-        *n = m.n_params;
-    }
-    gpt_release(&m);
-    return p;
-}
-
 /* The "train/loss" and "eval/loss" values of metrics.jsonl as written, one after another. */
 static void loss_curve(const char *dir, char *out, size_t cap)
 {
@@ -278,9 +262,10 @@ static void test_accumulation(void)
     if (!tap_is_int(rc, PL_OK, "batch 4 and batch 2 x accumulation 2 train"))
         tap_diag("%s", err.msg);
     size_t n1, n2;
-    float *a = load_params(tap_tmp("accum1"), &n1), *b = load_params(tap_tmp("accum2"), &n2);
+    float *a = tap_load_params(tap_tmp("accum1"), &n1),
+          *b = tap_load_params(tap_tmp("accum2"), &n2);
     double d = 0, moved = 0;
-    float *init = load_params(tap_tmp("model"), &n2);
+    float *init = tap_load_params(tap_tmp("model"), &n2);
     for (size_t i = 0; a && b && init && i < n1; i++) {
         d = fmax(d, fabs(a[i] - b[i]));
         moved = fmax(moved, fabs(a[i] - init[i]));
@@ -321,7 +306,7 @@ static void test_determinism_and_resume(void)
     loss_curve(dirs[1], curve_b, sizeof curve_b);
     tap_ok(curve_a[0] && strcmp(curve_a, curve_b) == 0, "the same seed gives the same loss curve");
     size_t na, nb;
-    float *a = load_params(dirs[0], &na), *b = load_params(dirs[1], &nb);
+    float *a = tap_load_params(dirs[0], &na), *b = tap_load_params(dirs[1], &nb);
     tap_ok(a && b && na == nb && memcmp(a, b, na * sizeof *a) == 0,
            "and the same weights, bit for bit");
     pl_free(b);
@@ -338,7 +323,7 @@ static void test_determinism_and_resume(void)
     rc = lm_run(&o, &res, &err);
     tap_ok(rc == PL_OK && res.train.start_step == 4 && res.train.steps == 8,
            "--resume continues from step 4");
-    b = load_params(tap_tmp("run_b"), &nb);
+    b = tap_load_params(tap_tmp("run_b"), &nb);
     tap_ok(a && b && na == nb && memcmp(a, b, na * sizeof *a) == 0,
            "the resumed run ends with the uninterrupted run's weights, bit for bit");
     loss_curve(tap_tmp("run_b"), curve_b, sizeof curve_b);
@@ -709,7 +694,7 @@ static void test_kill(const char *bin)
              tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("whole"), opts);
     int code = run(cmd);
     size_t na, nb;
-    float *a = load_params(tap_tmp("whole"), &na), *b = load_params(tap_tmp("killed"), &nb);
+    float *a = tap_load_params(tap_tmp("whole"), &na), *b = tap_load_params(tap_tmp("killed"), &nb);
     tap_ok(WIFSIGNALED(st) && at > 0 && at < 1000,
            "the kill landed before the run finished (checkpoint of step %ld)", at);
     tap_ok(at > 0 && code == 0 && a && b && na == nb && memcmp(a, b, na * sizeof *a) == 0,
