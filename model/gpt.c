@@ -453,6 +453,9 @@ static int check_batch(const struct gpt *m, const struct gpt_batch *b, struct pl
     if (b->B <= 0 || b->T <= 0 || b->B > m->opts.max_batch || b->T > m->opts.max_seq)
         return pl_errf(err, PL_EINVAL, "batch %d x %d exceeds the model's %d x %d", b->B, b->T,
                        m->opts.max_batch, m->opts.max_seq);
+    if (!(b->temperature >= 0.0f) || !isfinite(b->temperature))
+        return pl_errf(err, PL_EINVAL, "temperature %g is not a finite number >= 0",
+                       (double)b->temperature);
     if (b->targets && m->opts.head_only)
         return pl_errf(err, PL_EINVAL, "a head-only model has no language-model head");
     int N = b->B * b->T, V = m->cfg.vocab_size;
@@ -484,8 +487,8 @@ static void lm_head_fwd(struct gpt *m, const int *targets, int N)
     int C = m->cfg.n_embd, V = m->cfg.vocab_size;
     for (int r0 = 0; r0 < N; r0 += m->logit_rows) {
         int rows = N - r0 < m->logit_rows ? N - r0 : m->logit_rows;
-        tensor_gemm(false, true, rows, V, C, 1.0f, m->hidden + (size_t)r0 * C, C, m->w.wte, C, 0.0f,
-                    t.logits, V);
+        tensor_gemm(false, true, rows, V, C, m->inv_temp_, m->hidden + (size_t)r0 * C, C, m->w.wte,
+                    C, 0.0f, t.logits, V);
         op_xent_fwd(m->logp + r0, t.lse + r0, t.logits, targets + r0, rows, V);
     }
     double sum = 0.0;
@@ -526,6 +529,7 @@ int gpt_forward(struct gpt *m, const struct gpt_batch *b, struct pl_err *err)
     m->pos_ = b->pos;
     m->last_ = b->last;
     m->head_all_ = b->head_all;
+    m->inv_temp_ = b->temperature > 0.0f ? 1.0f / b->temperature : 1.0f;
 
     float *encoded = m->acts;
     op_embed_fwd(encoded, b->tokens, b->pos, m->w.wte, m->w.wpe, N, T, C);
@@ -568,8 +572,8 @@ void gpt_logits_row(struct gpt *m, int r, float *out)
 {
     int C = m->cfg.n_embd, V = m->cfg.vocab_size;
     PL_ASSERT(r >= 0 && r < m->B * m->T && !m->opts.head_only);
-    tensor_gemm(false, true, 1, V, C, 1.0f, m->hidden + (size_t)r * C, C, m->w.wte, C, 0.0f, out,
-                V);
+    tensor_gemm(false, true, 1, V, C, m->inv_temp_, m->hidden + (size_t)r * C, C, m->w.wte, C, 0.0f,
+                out, V);
 }
 
 /* ---- backward ---- */
@@ -586,8 +590,10 @@ static void lm_head_bwd(struct gpt *m, struct top_acts *t, const float *dlogp, f
 {
     int N = m->B * m->T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     op_xent_bwd(t->logits, t->lse, m->targets_, dlogp, N, V);
-    tensor_gemm(false, false, N, C, V, 1.0f, t->logits, V, m->w.wte, C, 1.0f, dhidden, C);
-    tensor_gemm(true, false, V, C, N, 1.0f, t->logits, V, m->hidden, C, 1.0f, m->g.wte, C);
+    /* logits = inv_temp * hidden wte^T: the temperature scales both products' gradients. */
+    tensor_gemm(false, false, N, C, V, m->inv_temp_, t->logits, V, m->w.wte, C, 1.0f, dhidden, C);
+    tensor_gemm(true, false, V, C, N, m->inv_temp_, t->logits, V, m->hidden, C, 1.0f, m->g.wte,
+                C);
 }
 
 static void score_head_bwd(struct gpt *m, const float *dhead, float *dhidden)

@@ -97,6 +97,9 @@ struct gpt_batch {
      * and dhead are [B]); true, at every position (values for PPO: m->head and dhead are
      * [B*T], row-major like tokens; last is then unused). */
     bool head_all;
+    /* The LM head's log-probabilities are of softmax(logits / temperature), as PPO samples its
+     * rollouts; 0 or 1: the model's own distribution. */
+    float temperature;
 };
 
 struct gpt {
@@ -122,6 +125,7 @@ struct gpt {
     int B, T; /* shape of the last forward */
     const int *tokens_, *targets_, *pos_, *last_;
     bool head_all_;
+    float inv_temp_; /* 1 / the last forward's temperature */
     int logit_rows;  /* rows of the logits buffer: B*T when trainable, else a chunk */
     long adam_t;     /* AdamW step count */
     int att_threads; /* threads the attention backward scratch was sized for */
@@ -157,7 +161,8 @@ void gpt_copy_weights(struct gpt *dst, const struct gpt *src);
  * shape beyond opts or a token/position id out of range. */
 int gpt_forward(struct gpt *m, const struct gpt_batch *b, struct pl_err *err);
 
-/* Logits of the last forward for row r (0 <= r < B*T), written to out[V].
+/* Logits of the last forward for row r (0 <= r < B*T), divided by its temperature, written to
+ * out[V].
  * Cheap for trainable models (stored); recomputed from hidden otherwise. */
 void gpt_logits_row(struct gpt *m, int r, float *out);
 

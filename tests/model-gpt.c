@@ -130,6 +130,23 @@ static void test_gradients(void)
            "head at every position: every gradient matches finite differences (%d, worst %.2g "
            "in %s)",
            checked, worst, where);
+    b.temperature = 0.7f;
+    worst = check_all(&m, &b, wh, &checked, &where);
+    tap_ok(checked == (int)m.n_params && worst < 5e-3,
+           "at temperature 0.7: every gradient matches finite differences (%d, worst %.2g in %s)",
+           checked, worst, where);
+    objective(&m, &b, wh);
+    float logits[64];
+    PL_ASSERT(cfg.vocab_size <= 64);
+    gpt_logits_row(&m, 1, logits);
+    double mx = -INFINITY, z = 0.0;
+    for (int v = 0; v < cfg.vocab_size; v++)
+        mx = fmax(mx, logits[v]);
+    for (int v = 0; v < cfg.vocab_size; v++)
+        z += exp(logits[v] - mx);
+    tap_is_float(m.logp[1], logits[targets[1]] - mx - log(z), 1e-5,
+                 "at a temperature, logp is the log-softmax of the logits divided by it");
+    b.temperature = 0.0f;
     objective(&m, &b, wh);
     float all[12];
     memcpy(all, m.head, sizeof all);
@@ -388,7 +405,7 @@ int main(void)
     struct pl_err err = {0};
     if (tensor_init(NULL, 2, &err))
         tap_skip_all(err.msg);
-    tap_plan(28);
+    tap_plan(30);
     test_gradients();
     test_packing();
     test_frozen_matches();

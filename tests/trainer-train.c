@@ -57,6 +57,8 @@ struct toy {
     double kl;       /* a coefficient the task adapts: state */
     long skip_at;    /* step index to skip; -1: none */
     long fail_at;    /* step index whose backward fails; -1: none */
+    bool quiet_even; /* steps of even index write no metrics line */
+    int notes;       /* calls of the progress note */
     int tokens[B * T], targets[B * T], eval_tokens[B * T], eval_targets[B * T];
     struct train_var vars[2];
 };
@@ -103,7 +105,15 @@ static int toy_backward(void *ctx, struct train_model *models, struct train_step
     train_values_add(&st->metrics, "toy/policy_loss", l[0]);
     train_values_add(&st->metrics, "objective/kl_coef", t->kl);
     st->skip = st->index == t->skip_at;
+    st->quiet = t->quiet_even && st->index % 2 == 0;
     return PL_OK;
+}
+
+static void toy_note(void *ctx, const struct train_step *st, char *buf, size_t n)
+{
+    struct toy *t = ctx;
+    t->notes++;
+    snprintf(buf, n, "toy step %ld", st->index + 1);
 }
 
 static int toy_eval(void *ctx, struct train_model *models, struct train_values *out,
@@ -147,6 +157,7 @@ static void toy_init(struct toy *t, struct train_task *task)
                                 .backward = toy_backward,
                                 .eval = toy_eval,
                                 .fields = toy_fields,
+                                .note = toy_note,
                                 .vars = t->vars,
                                 .n_vars = 2};
 }
@@ -367,6 +378,31 @@ static void test_two_models(void)
     pair_release(&p);
 }
 
+/* A task may keep a step out of metrics.jsonl (PPO logs once an iteration); evaluation steps
+ * are always written. */
+static void test_quiet(void)
+{
+    struct train_opts o;
+    struct train_result res;
+    struct pl_err err = {0};
+    toy_opts(&o, tmp("quiet"));
+    struct pair p;
+    struct train_task task;
+    struct toy t;
+    pair_init(&p, o.out);
+    toy_init(&t, &task);
+    t.quiet_even = true;
+    int rc = train_run(p.set, 2, &task, &o, &res, &err);
+    char *text = metrics_text(tmp("quiet"));
+    tap_ok(rc == PL_OK && text && !strstr(text, "\"step\": 1,") && !strstr(text, "\"step\": 3,") &&
+               strstr(text, "\"step\": 2,") && strstr(text, "\"step\": 5,") &&
+               strstr(text, "\"step\": 10,"),
+           "quiet steps write no metrics line, except on evaluation steps");
+    tap_is_int(t.notes, 10, "the task's progress note is asked for after every step");
+    pl_free(text);
+    pair_release(&p);
+}
+
 static void test_folders(void)
 {
     struct train_opts o;
@@ -413,9 +449,10 @@ int main(void)
         tap_skip_all(err.msg);
     if (!mkdtemp(tmpdir))
         tap_skip_all("cannot create a temporary folder");
-    tap_plan(22);
+    tap_plan(24);
     test_schedule();
     test_two_models();
+    test_quiet();
     test_folders();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

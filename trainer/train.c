@@ -199,8 +199,9 @@ struct run {
 
 struct step_stats {
     double loss, tokens_per_s;
-    bool skip;
+    bool skip, quiet;
     struct train_values metrics;
+    char note[160]; /* the task's progress note, or empty */
 };
 
 /* "NAME" + sep + what, or what alone for an unnamed model, appended to b. */
@@ -557,7 +558,10 @@ static int train_step(struct run *r, struct step_stats *s, struct pl_err *err)
     const struct train_task *task = r->task;
     const struct train_opts *o = r->o;
     double t = pl_now(), total = 0.0, loss = 0.0;
-    struct train_step st = {.index = r->step, .n_micro = o->grad_accum, .weight = r->weight};
+    struct train_step st = {.index = r->step,
+                            .n_micro = o->grad_accum,
+                            .weight = r->weight,
+                            .log = o->log ? &r->progress : NULL};
     for (int i = 0; i < r->n_models; i++)
         gpt_zero_grad(r->models[i].m);
     int rc = task->next(task->ctx, &st, err);
@@ -572,7 +576,10 @@ static int train_step(struct run *r, struct step_stats *s, struct pl_err *err)
         return rc;
     s->loss = loss;
     s->skip = st.skip;
+    s->quiet = st.quiet;
     s->metrics = st.metrics;
+    if (task->note)
+        task->note(task->ctx, &st, s->note, sizeof s->note);
     if (st.skip) {
         r->skipped++;
     } else {
@@ -602,7 +609,9 @@ static bool due(long step, long every, long last)
 static void show_step(struct run *r, const struct step_stats *s)
 {
     char note[160];
-    if (s->skip)
+    if (s->note[0])
+        snprintf(note, sizeof note, "%s", s->note);
+    else if (s->skip)
         snprintf(note, sizeof note, "step %ld skipped, %ld so far", r->step, r->skipped);
     else
         snprintf(note, sizeof note, "loss %.4f, lr %.3g, grad norm %.3g, %.1fk tok/s", s->loss,
@@ -636,7 +645,8 @@ static int loop(struct run *r, struct train_result *res, struct pl_err *err)
                 break;
             res->eval_last = ev.n ? ev.value[0] : NAN;
         }
-        metrics_line(r, &s, &ev);
+        if (!s.quiet || ev.n)
+            metrics_line(r, &s, &ev);
         show_step(r, &s);
         if (due(r->step, o->save_every, o->steps) && (rc = checkpoint(r, err)))
             break;

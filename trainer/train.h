@@ -27,6 +27,7 @@
 #define TRAIN_H
 
 #include "model/gpt.h"
+#include "model/io.h"
 #include "model/pl.h"
 #include "model/tok.h"
 
@@ -81,7 +82,11 @@ struct train_step {
     double *weight; /* [n_micro], set by next: loss terms of each micro-batch */
     long tokens;    /* set by next: positions processed, for tokens/s */
     bool skip;      /* set by next or backward: no update this step (PPO's ratio guard) */
+    /* Set by next or backward: no metrics.jsonl line for this step (PPO writes one line an
+     * iteration, on the last of its minibatch steps), unless it is an evaluation step. */
+    bool quiet;
     struct train_values metrics; /* added by next or backward */
+    struct io_progress *log;     /* for the task's own log lines (io_progress_log); NULL: none */
 };
 
 /* A piece of a task's state that a checkpoint holds (data cursor, RNG state, a KL coefficient),
@@ -151,6 +156,9 @@ struct train_task {
      * label, "grad_accum" and each model's optimizer settings); info: other run.json fields
      * (input paths). NULL: none. */
     void (*fields)(void *ctx, struct train_fields *keys, struct train_fields *info);
+    /* The progress display's note after a step (PPO: iteration, reward, KL) into buf[n]; NULL:
+     * the loop's own (loss, learning rate, gradient norm, tokens/s). */
+    void (*note)(void *ctx, const struct train_step *st, char *buf, size_t n);
     struct train_var *vars; /* [n_vars] */
     int n_vars;
 };
