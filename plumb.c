@@ -8,6 +8,7 @@
 #include "cmd/rm.h"
 #include "cmd/score.h"
 #include "cmd/train.h"
+#include "cmd/tui.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +33,8 @@ static const struct command commands[] = {
     {"sample", cmd_sample, "K completions for each prompt of a file, resumable"},
     {"simlabel", cmd_simlabel, "rank completions as the toy world's simulated annotators would"},
     {"rm", cmd_rm, "the reward model: train, eval, score"},
+    {"label", cmd_label, "rank sampled completions in the terminal (the labelling screen)"},
+    {"agree", cmd_agree, "agreement between annotators of label files"},
     {"bench", cmd_bench, "speed against BLIS's own sgemm rate"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
