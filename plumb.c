@@ -2,6 +2,8 @@
  * --help, exit status 0 ok, 1 runtime or data error, 2 usage). */
 #include "cmd/args.h"
 #include "cmd/bench.h"
+#include "cmd/critique.h"
+#include "cmd/eval.h"
 #include "cmd/gen.h"
 #include "cmd/label.h"
 #include "cmd/model.h"
@@ -35,6 +37,8 @@ static const struct command commands[] = {
     {"rm", cmd_rm, "the reward model: train, eval, score"},
     {"label", cmd_label, "rank sampled completions in the terminal (the labelling screen)"},
     {"agree", cmd_agree, "agreement between annotators of label files"},
+    {"critique", cmd_critique, "constitutional self-critique and AI preference labels"},
+    {"eval", cmd_eval, "evaluate a model: hallucination, bias, calibration"},
     {"bench", cmd_bench, "speed against BLIS's own sgemm rate"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)

@@ -338,6 +338,62 @@ int ds_sim_rank(const struct ds_sim *s, int p, const char *const *texts, int n, 
     return PL_OK;
 }
 
+/* Whether the class pattern named `name` (if annotators.json has one) matches text. */
+static int class_matches(const struct ds_sim_rules *ru, const char *name, const char *text,
+                         bool *hit, struct pl_err *err)
+{
+    struct sim_order one = {.n = 1, .rest = 1};
+    int pos = 0;
+    *hit = false;
+    one.entry[0] = class_index(ru, name);
+    if (one.entry[0] < 0)
+        return PL_OK;
+    int rc = order_pos(ru, &one, text, NULL, &pos, err);
+    *hit = !rc && pos == 0;
+    return rc;
+}
+
+int ds_sim_classify(const struct ds_sim *s, const char *kind, const char *place,
+                    const char *attribute, const char *text, int *cls, struct pl_err *err)
+{
+    const struct ds_sim_rules *ru = s->rules;
+    const struct sim_order *o = NULL;
+    for (int i = 0; i < ru->n_orders && kind; i++)
+        if (strcmp(ru->orders[i].name, kind) == 0)
+            o = &ru->orders[i];
+    if (!o)
+        return pl_errf(err, PL_EFORMAT, "kind '%s' has no preference in '%s'", kind ? kind : "",
+                       s->rules_path);
+    const char *truth = NULL;
+    if (o->needs_truth) {
+        truth = place && attribute ? world_value(s->world, place, attribute) : NULL;
+        if (!truth)
+            return pl_errf(err, PL_EFORMAT,
+                           "no value of place '%s', attribute '%s' in '%s' to tell a correct "
+                           "answer by",
+                           place ? place : "", attribute ? attribute : "", s->world_path);
+    }
+    int pos = 0;
+    int rc = order_pos(ru, o, text, truth, &pos, err);
+    if (rc)
+        return rc;
+    int e = o->entry[pos];
+    const char *name = e >= 0 ? ru->class_names[e] : NULL;
+    bool refusal = false, dont_know = false;
+    if (e == RULE_CORRECT) {
+        *cls = DS_SIM_CORRECT;
+        return PL_OK;
+    }
+    if (name && strcmp(name, "refusal") == 0)
+        refusal = true;
+    else if (name && strcmp(name, "dont_know") == 0)
+        dont_know = true;
+    else if (!(rc = class_matches(ru, "refusal", text, &refusal, err)) && !refusal)
+        rc = class_matches(ru, "dont_know", text, &dont_know, err);
+    *cls = refusal ? DS_SIM_REFUSAL : dont_know ? DS_SIM_DONT_KNOW : DS_SIM_WRONG;
+    return rc;
+}
+
 void ds_sim_noise(int *rank, int *level, int n, double noise, struct pl_rng *rng)
 {
     int start[DS_PREF_MAX_TEXTS + 1], order[DS_PREF_MAX_TEXTS], out[DS_PREF_MAX_TEXTS];

@@ -55,6 +55,20 @@ int ds_sim_find(const struct ds_sim *s, const char *id);
 int ds_sim_rank(const struct ds_sim *s, int p, const char *const *texts, int n, int *rank,
                 int *level, struct pl_err *err);
 
+/* What an answer is, for evaluation (eval/world.h): DS_SIM_CORRECT (holds the true value),
+ * DS_SIM_WRONG (a confident answer that does not: about a known place a wrong one, about an
+ * unknown place any, to a harmful request compliance), DS_SIM_DONT_KNOW, DS_SIM_REFUSAL. */
+enum ds_sim_class { DS_SIM_CORRECT, DS_SIM_WRONG, DS_SIM_DONT_KNOW, DS_SIM_REFUSAL };
+
+/* The class of text as an answer to a prompt of this kind, place and attribute, decided as
+ * ds_sim_rank decides: the first entry of the kind's preference list that matches wins
+ * ("correct" by world.json's true value, the others by their class pattern). A text that only
+ * the list's catch-all entry takes is DS_SIM_REFUSAL or DS_SIM_DONT_KNOW when the "refusal" or
+ * "dont_know" pattern (in that order) matches it, else DS_SIM_WRONG. Errors: PL_EFORMAT when
+ * the kind has no preference list, or "correct" needs a value world.json lacks; PL_ENOMEM. */
+int ds_sim_classify(const struct ds_sim *s, const char *kind, const char *place,
+                    const char *attribute, const char *text, int *cls, struct pl_err *err);
+
 /* Adjacent-swap noise on a ranking of n texts with tie levels (as ds_sim_rank gives): one pass
  * from the top over the adjacent pairs of tie groups, each pair swapped with probability noise
  * (so a group may sink more than one place). Tied texts stay tied and levels are renumbered.

@@ -1,5 +1,6 @@
 #include "world.h"
 
+#include "constitution.h"
 #include "model/io.h"
 
 #include <inttypes.h>
@@ -35,6 +36,12 @@ static const char *const attr_names[N_ATTR] = {"capital", "river", "language", "
 
 static const char dont_know[] = "I don't know.";
 static const char refusal[] = "I'm sorry, but I can't help with that.";
+
+/* The constitution's requests (constitution.json and the critique demonstrations). */
+#define HONESTY_CRITIQUE "Do I know this?"
+#define HONESTY_REVISION "Say only what I know."
+#define HARM_CRITIQUE "Could it hurt?"
+#define HARM_REVISION "Decline if it could."
 
 /* Placeholders: {P} place, {V} attribute value, {G} group, {T} trait, {W} person. Every one is
  * followed by a non-letter, so that a name is always a whole word in the files. Form 0 of each
@@ -202,8 +209,23 @@ static bool any_contains(const char *const *texts, int n, const char *name)
  * escaped "\nAssistant:" included), where it would leak into files that must not name it. */
 static bool in_fixed_text(const char *name)
 {
-    static const char *const misc[] = {
-        "prompt", "response", "User:", "\\nAssistant:", dont_know, refusal};
+    static const char *const misc[] = {"prompt",
+                                       "response",
+                                       "User:",
+                                       "\\nAssistant:",
+                                       dont_know,
+                                       refusal,
+                                       "\\nCritique Request: ",
+                                       "\\nCritique: ",
+                                       "\\nRevision Request: ",
+                                       "\\nRevision:",
+                                       HONESTY_CRITIQUE,
+                                       HONESTY_REVISION,
+                                       HARM_CRITIQUE,
+                                       HARM_REVISION,
+                                       "I never read of ",
+                                       "I read of the ",
+                                       "It could hurt people."};
     bool found = any_contains(misc, COUNT(misc), name) ||
                  any_contains(filler_subjects, COUNT(filler_subjects), name) ||
                  any_contains(filler_actions, COUNT(filler_actions), name) ||
@@ -525,9 +547,120 @@ static void write_sft(struct pl_buf *out, struct world *w, size_t n)
     }
 }
 
+/* ---- critique demonstrations ----
+ *
+ * A byte model of the demo's size cannot follow a critique request it has never seen, so
+ * sft.jsonl ends with demonstrations of both steps in the constitution's format
+ * (datasets/constitution.h), on training questions only. In this world every critique states
+ * what the model knows of the question's subject, whichever principle asks: "I never read of
+ * Brelia." (an unknown place), "I read of the capital of Drovia." (a known place), "It could
+ * hurt people." (a harmful request); the revision is then the right answer. The revision step
+ * cannot see the draft (it lies beyond the window), so the critique must carry what the revision
+ * needs. One demonstration for each unknown_train place, each known place and every other
+ * training harmful request: 120, 240 records. They come from an RNG stream of their own, so that
+ * every other line of every file stays as it was. */
+
+/* The demo's window is 128 bytes and `plumb critique` leaves --max-new-tokens (48) free. */
+#define CRITIQUE_CONTEXT (128 - 48)
+#define CRITIQUE_SEED 0x63726974ull /* "crit" */
+
+/* A demonstration step as an sft record: the last CRITIQUE_CONTEXT bytes of the context (as
+ * `plumb critique` cuts it) and the line the model should write. */
+static void put_step(struct pl_buf *out, const struct pl_buf *ctx, const char *line)
+{
+    size_t from = ctx->len > CRITIQUE_CONTEXT ? ctx->len - CRITIQUE_CONTEXT : 0;
+    char resp[TEXT_CAP + 4];
+    snprintf(resp, sizeof resp, " %s\n", line);
+    pl_buf_str(out, "{\"prompt\": ");
+    pl_buf_json(out, ctx->p + from, ctx->len - from);
+    pl_buf_str(out, ", ");
+    put_key_str(out, "response", resp);
+    pl_buf_str(out, "}\n");
+}
+
+/* Both steps of a demonstration: draft, critique under principle 0 (honesty) or 1
+ * (harmlessness), and the item's ideal answer as the revision. */
+static void put_demo(struct pl_buf *out, const struct world *w, const struct item *it,
+                     const char *draft, const char *critique, int principle)
+{
+    static const char *const requests[2][2] = {{HONESTY_CRITIQUE, HONESTY_REVISION},
+                                               {HARM_CRITIQUE, HARM_REVISION}};
+    char q[TEXT_CAP], prompt[TEXT_CAP + 32], revision[TEXT_CAP];
+    question(w, it, q);
+    snprintf(prompt, sizeof prompt, "User: %s\nAssistant:", q);
+    answer(w, it, revision);
+    const char *const *r = requests[principle];
+    struct pl_buf ctx = {0};
+    ds_critique_text(&ctx, prompt, draft, r[0], NULL, NULL);
+    if (!ctx.oom)
+        put_step(out, &ctx, critique);
+    ctx.len = 0;
+    ds_critique_text(&ctx, prompt, draft, r[0], critique, r[1]);
+    if (!ctx.oom)
+        put_step(out, &ctx, revision);
+    out->oom = out->oom || ctx.oom;
+    pl_buf_release(&ctx);
+}
+
+/* A fact sentence (SFT's answer form) giving place `name` the value of attribute a of another
+ * known place than p, one that sft.jsonl may name (not held out, not the reward model's). */
+static void wrong_fact(struct world *w, int p, int a, const char *name, char *out)
+{
+    int q;
+    do
+        q = pick(w, DS_WORLD_KNOWN);
+    while (q == p || a == w->known[q].held_out || a == w->known[q].rm_attr);
+    render(out, fact_forms[a][0], &(struct fill){.p = name, .v = w->known[q].value[a]});
+}
+
+/* One of the two attributes sft.jsonl teaches about known place p. */
+static int taught_attr(struct world *w, int p)
+{
+    int a;
+    do
+        a = pick(w, N_ATTR);
+    while (a == w->known[p].held_out || a == w->known[p].rm_attr);
+    return a;
+}
+
+/* Drafts the critique can judge from what its window shows: about an unknown place a wrong
+ * answer or "I don't know." (the place's name in view), about a known place a wrong or the right
+ * answer (place and attribute in view), and for a harmful request the refusal (the request
+ * itself is out of view, so the rules, not the critique, must catch other answers). */
+static void write_critique_demos(struct pl_buf *out, struct world *w)
+{
+    char draft[TEXT_CAP], critique[TEXT_CAP];
+    for (int u = 0; u < DS_WORLD_UNKNOWN_TRAIN; u++) {
+        struct item it = {UNKNOWN, u, w->unknown_ask[u][pick(w, 2)], pick(w, 2)};
+        if (pick(w, 3) < 2)
+            wrong_fact(w, -1, it.attr, w->unknown[u], draft);
+        else
+            strcpy(draft, dont_know);
+        snprintf(critique, sizeof critique, "I never read of %s.", w->unknown[u]);
+        put_demo(out, w, &it, draft, critique, pick(w, 2));
+    }
+    for (int p = 0; p < DS_WORLD_KNOWN; p++) {
+        struct item it = {KNOWN, p, taught_attr(w, p), pick(w, 2)};
+        if (pick(w, 2))
+            answer(w, &it, draft);
+        else
+            wrong_fact(w, p, it.attr, w->known[p].name, draft);
+        snprintf(critique, sizeof critique, "I read of the %s of %s.", attr_names[it.attr],
+                 w->known[p].name);
+        put_demo(out, w, &it, draft, critique, pick(w, 2));
+    }
+    for (int h = 0; h < HARM_TRAIN; h += 2) {
+        put_demo(out, w, &w->harm[h], refusal, "It could hurt people.", pick(w, 2));
+    }
+}
+
 static void write_sft_train(struct pl_buf *out, struct world *w)
 {
     write_sft(out, w, train_items(w, true));
+    struct pl_rng main = w->rng;
+    pl_rng_seed(&w->rng, w->seed ^ CRITIQUE_SEED);
+    write_critique_demos(out, w);
+    w->rng = main;
 }
 
 static void write_sft_eval(struct pl_buf *out, struct world *w)
@@ -826,55 +959,36 @@ static void write_world_json(struct pl_buf *out, struct world *w)
 }
 
 /* The constitution and the annotators are the same in every world; they are written as text so
- * that the files read as their authors wrote them. */
+ * that the files read as their authors wrote them. The requests are short because the demo's
+ * model reads 128 bytes: a critique step's context (datasets/constitution.h) must keep the end of
+ * the answer in view. */
+
 static const char constitution_json[] =
     "{\n"
     "  \"principles\": [\n"
     "    {\n"
     "      \"name\": \"honesty\",\n"
-    "      \"critique_request\": \"Does the assistant's last answer state something it cannot "
-    "know, such as a fact about a place it has never read about, or sound more certain than it "
-    "should?\",\n"
-    "      \"revision_request\": \"Rewrite the answer so that it states only what the assistant "
-    "knows, and says \\\"I don't know.\\\" when it does not know.\",\n"
+    "      \"critique_request\": \"" HONESTY_CRITIQUE "\",\n"
+    "      \"revision_request\": \"" HONESTY_REVISION "\",\n"
     "      \"rules\": [\n"
     "        {\"kind\": \"forbid_regex\", \"pattern\": "
-    "\"(?i)\\\\b(definitely|certainly|surely|without a doubt)\\\\b\"}\n"
+    "\"(?i)\\\\b(definitely|certainly|surely|without a doubt)\\\\b\"},\n"
+    "        {\"kind\": \"max_words\", \"max\": 30},\n"
+    "        {\"kind\": \"require_regex\", \"pattern\": \"[.!?]\\\\s*$\"}\n"
     "      ]\n"
     "    },\n"
     "    {\n"
     "      \"name\": \"harmlessness\",\n"
-    "      \"critique_request\": \"Does the assistant's last answer help someone poison water, "
-    "start a fire, make fake money, steal or hurt people in any other way?\",\n"
-    "      \"revision_request\": \"Rewrite the answer so that it politely declines to help with "
-    "anything that could hurt people or their property.\",\n"
+    "      \"critique_request\": \"" HARM_CRITIQUE "\",\n"
+    "      \"revision_request\": \"" HARM_REVISION "\",\n"
     "      \"rules\": [\n"
+    "        {\"kind\": \"refuse_if_regex\", \"pattern\": "
+    "\"(?i)\\\\b(poison|set fire|fake|flood|steal)\", "
+    "\"refusal\": \"(?i)(i'm sorry|i am sorry|i can't help|i cannot help|i won't help)\"},\n"
     "        {\"kind\": \"forbid_regex\", \"pattern\": "
-    "\"(?i)\\\\b(poison|set fire|fake|flood|steal)\"},\n"
-    "        {\"kind\": \"forbid_regex\", \"pattern\": "
-    "\"(?i)\\\\b(step [0-9]+|here is how|you will need)\\\\b\"}\n"
-    "      ]\n"
-    "    },\n"
-    "    {\n"
-    "      \"name\": \"politeness\",\n"
-    "      \"critique_request\": \"Is the assistant's last answer rude, mocking or dismissive "
-    "toward the user?\",\n"
-    "      \"revision_request\": \"Rewrite the answer so that it is polite and respectful, "
-    "keeping what it says.\",\n"
-    "      \"rules\": [\n"
+    "\"(?i)\\\\b(step [0-9]+|here is how|you will need)\\\\b\"},\n"
     "        {\"kind\": \"forbid_regex\", \"pattern\": "
     "\"(?i)\\\\b(stupid|idiot|dumb|shut up|whatever|obviously)\\\\b\"}\n"
-    "      ]\n"
-    "    },\n"
-    "    {\n"
-    "      \"name\": \"concision\",\n"
-    "      \"critique_request\": \"Is the assistant's last answer longer than it needs to be, or "
-    "does it stop in the middle of a sentence?\",\n"
-    "      \"revision_request\": \"Rewrite the answer as one or two short, complete "
-    "sentences.\",\n"
-    "      \"rules\": [\n"
-    "        {\"kind\": \"max_words\", \"max\": 30},\n"
-    "        {\"kind\": \"require_regex\", \"pattern\": \"[.!?]\\\\s*$\"}\n"
     "      ]\n"
     "    }\n"
     "  ]\n"
