@@ -19,7 +19,8 @@ TEST_SRCS := $(filter-out tests/tap.c tests/fixture.c,$(wildcard tests/*.c))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%.t,$(TEST_SRCS))
 LIB := $(BUILD)/libplumb.a
 
-.PHONY: all deps test check-asan bench demo demo-clean datasets clean format
+.PHONY: all deps test check-asan bench demo demo-clean demo-label demo-human eval-demo datasets \
+	clean format
 # Keep test objects between runs so an unchanged test is not rebuilt.
 .SECONDARY:
 
@@ -69,6 +70,11 @@ bench: plumb
 demo: plumb
 	@$(MAKE) --no-print-directory -f tools/demo.mk PLUMB=./plumb
 
+# A person's own rankings in the labelling TUI instead of the simulated annotators', and every
+# eval suite on the demo's models (tools/demo.mk).
+demo-label demo-human eval-demo: plumb
+	@$(MAKE) --no-print-directory -f tools/demo.mk PLUMB=./plumb $@
+
 demo-clean:
 	rm -rf runs/demo
 
@@ -83,13 +89,16 @@ clean:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
-# plumb/torch ratios of generation speed, from one run of each: Debian's python3-torch on
-# OpenBLAS, with OpenBLAS's own CPU detection (no OPENBLAS_CORETYPE / L2 size override) so
-# that it runs its AVX-512 kernels, and OpenBLAS ahead of whatever libblas.so.3 points at.
+# plumb/torch ratios of generation and PPO-iteration speed, from one run of each: Debian's
+# python3-torch on OpenBLAS, with OpenBLAS's own CPU detection (no OPENBLAS_CORETYPE / L2 size
+# override) so that it runs its AVX-512 kernels, OpenBLAS ahead of whatever libblas.so.3 points
+# at, and glibc malloc kept from trimming and from mapping buffers of up to 32 MiB (its largest
+# threshold) anew on every step.
 .PHONY: bench-peer
 bench-peer: $(BUILD)/plumb
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="python3-torch libopenblas0-pthread"
 	$(BUILD)/plumb bench --json > $(BUILD)/bench.json
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+	  MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432 \
 	  LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread \
 	  /usr/bin/python3 bench/peer_torch.py --plumb $(BUILD)/bench.json

@@ -7,6 +7,8 @@
 #include "cmd/gen.h"
 #include "cmd/label.h"
 #include "cmd/model.h"
+#include "cmd/ppo.h"
+#include "cmd/report.h"
 #include "cmd/rm.h"
 #include "cmd/score.h"
 #include "cmd/train.h"
@@ -35,10 +37,13 @@ static const struct command commands[] = {
     {"sample", cmd_sample, "K completions for each prompt of a file, resumable"},
     {"simlabel", cmd_simlabel, "rank completions as the toy world's simulated annotators would"},
     {"rm", cmd_rm, "the reward model: train, eval, score"},
+    {"ppo", cmd_ppo, "RLHF: PPO of a policy against a reward model"},
+    {"critique", cmd_critique, "constitutional self-critique and AI preference labels"},
+    {"bon", cmd_bon, "best-of-n: the completion the reward model prefers"},
     {"label", cmd_label, "rank sampled completions in the terminal (the labelling screen)"},
     {"agree", cmd_agree, "agreement between annotators of label files"},
-    {"critique", cmd_critique, "constitutional self-critique and AI preference labels"},
     {"eval", cmd_eval, "evaluate a model: hallucination, bias, calibration"},
+    {"report", cmd_report, "an HTML, Markdown and JSON report of runs and eval results"},
     {"bench", cmd_bench, "speed against BLIS's own sgemm rate"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)

@@ -6,7 +6,11 @@
 #include "model/ckpt.h"
 #include "model/io.h"
 #include "model/tok.h"
+#include "rlhf/ppo.h"
 
+#include <stdlib.h>
+
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,6 +58,99 @@ static int tokenizer_rate(const char *vocab_dir, const char *text_path, int reps
     pl_free(text);
     tok_release(&t);
     return rc;
+}
+
+/* ---- one PPO iteration ---- */
+
+static int save_random(const struct gpt_config *cfg, bool head, const char *dir, uint64_t seed,
+                       struct pl_err *err)
+{
+    struct gpt m;
+    struct gpt_opts o = {.max_batch = 1, .max_seq = 1, .score_head = head};
+    int rc = gpt_init(&m, cfg, &o, err);
+    if (rc == PL_OK) {
+        gpt_init_weights(&m, seed);
+        rc = ckpt_save(&m, dir, err);
+    }
+    gpt_release(&m);
+    return rc;
+}
+
+struct ppo_bench {
+    double gen_s, score_s, update_s, tokens_per_s;
+};
+
+/* A PPO iteration on the 4 x 256 byte shape at batch 32 (48 new tokens, minibatch 8, 4 epochs),
+ * randomly initialised policy and reward model in a temporary folder: the second of three
+ * iterations, timed whole and split into generation, scoring (reference, value, reward) and
+ * update (forwards, backwards, clipping and AdamW of both models). */
+static int bench_ppo(struct ppo_bench *b, struct pl_err *err)
+{
+    char dir[] = "/tmp/plumb-bench-ppo-XXXXXX";
+    if (!mkdtemp(dir))
+        return pl_errf(err, PL_EIO, "cannot make a temporary folder: %s", strerror(errno));
+    struct gpt_config cfg;
+    bench_shape(&cfg, true);
+    cfg.vocab_size = 257;
+    cfg.bos_token_id = cfg.eos_token_id = 256;
+    cfg.n_positions = 128;
+    char *policy = io_path_join(dir, "policy"), *reward = io_path_join(dir, "reward");
+    char *prompts = io_path_join(dir, "prompts.jsonl"), *out = io_path_join(dir, "run");
+    struct pl_buf text = {0};
+    for (int i = 0; i < 32; i++)
+        pl_buf_printf(&text, "{\"id\": \"%d\", \"prompt\": \"User: What is the capital of "
+                             "place number %d?\\nAssistant:\"}\n",
+                      i, i);
+    int rc = policy && reward && prompts && out && !text.oom ? PL_OK : pl_oom(err, "paths");
+    if (rc == PL_OK)
+        rc = io_write_atomic(prompts, text.p, text.len, err);
+    if (rc == PL_OK)
+        rc = save_random(&cfg, false, policy, 1, err);
+    if (rc == PL_OK)
+        rc = save_random(&cfg, true, reward, 2, err);
+    struct ppo_opts o;
+    ppo_opts_default(&o);
+    o.policy = policy;
+    o.reward = reward;
+    o.prompts = prompts;
+    o.train.out = out;
+    o.train.version = CMD_VERSION;
+    o.iterations = 3;
+    o.save_every = 0;
+    o.sample_every = 0;
+    struct ppo_result res;
+    if (rc == PL_OK)
+        rc = ppo_run(&o, &res, err);
+    if (rc == PL_OK)
+        *b = (struct ppo_bench){res.timing.gen_s, res.timing.score_s, res.timing.update_s,
+                                (double)res.timing.tokens / res.timing.wall_s};
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+    if (system(rm) != 0 && rc == PL_OK)
+        rc = pl_errf(err, PL_EIO, "cannot remove '%s'", dir);
+    pl_free(policy);
+    pl_free(reward);
+    pl_free(prompts);
+    pl_free(out);
+    pl_buf_release(&text);
+    return rc;
+}
+
+static void print_ppo(const struct ppo_bench *b, bool json)
+{
+    double total = b->gen_s + b->score_s + b->update_s;
+    if (json) {
+        printf(",{\"ppo_iteration\":{\"shape\":\"4x256 byte, batch 32, 48 new tokens\","
+               "\"generation_s\":%.4f,\"scoring_s\":%.4f,\"update_s\":%.4f,"
+               "\"tokens_per_s\":%.1f}}",
+               b->gen_s, b->score_s, b->update_s, b->tokens_per_s);
+        return;
+    }
+    printf("ppo iteration (4x256 byte, batch 32, 48 new tokens, 4 epochs of minibatch 8): "
+           "generation %.3f s (%.0f%%), scoring %.3f s (%.0f%%: reference, value, reward), "
+           "update %.3f s (%.0f%%); %.0f tokens/s\n",
+           b->gen_s, 100 * b->gen_s / total, b->score_s, 100 * b->score_s / total, b->update_s,
+           100 * b->update_s / total, b->tokens_per_s);
 }
 
 struct bench_args {
@@ -145,6 +242,13 @@ int cmd_bench(int argc, char **argv)
     for (int s = 0; s < n_shapes; s++)
         if ((rc = bench_one(&a, &shapes[s], !a.config, s == 0, &err)))
             return cmd_fail(&err, rc);
+    if (!a.config) {
+        struct ppo_bench pb = {0};
+        if ((rc = bench_ppo(&pb, &err)))
+            return cmd_fail(&err, rc);
+        print_ppo(&pb, a.json);
+        fflush(stdout);
+    }
     double mb_s = 0.0;
     rc = tokenizer_rate(a.tok_dir, a.tok_text, a.steps, &mb_s, &err);
     if (rc && tok_given)

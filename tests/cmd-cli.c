@@ -2,6 +2,7 @@
  * errors naming the option and 1 for data errors, and outputs that never lose data (an output
  * that is also the input is refused, a failed run leaves an earlier output as it was, folders
  * of something else are not written into without --force). */
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <cjson/cJSON.h>
@@ -22,15 +23,6 @@ static char out[1 << 16], err[1 << 16];
     "'{\"n_layer\":1,\"n_embd\":32,\"n_head\":2,\"vocab_size\":257,\"n_positions\":32,"            \
     "\"tokenizer\":\"byte\"}'"
 
-static void read_into(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
-}
-
 /* Run "plumb ARGS" (a shell fragment, in the test's folder); its exit status (-1 when killed),
  * stdout in `out`, stderr in `err`. */
 __attribute__((format(printf, 1, 2))) static int plumb(const char *fmt, ...)
@@ -42,8 +34,8 @@ __attribute__((format(printf, 1, 2))) static int plumb(const char *fmt, ...)
     va_end(ap);
     snprintf(cmd, sizeof cmd, "%s %s >stdout.txt 2>stderr.txt", bin, args);
     int status = system(cmd);
-    read_into("stdout.txt", out, sizeof out);
-    read_into("stderr.txt", err, sizeof err);
+    tap_read_into("stdout.txt", out, sizeof out);
+    tap_read_into("stderr.txt", err, sizeof err);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -55,8 +47,8 @@ static int plumb_limited(int blocks, const char *args)
              "sh -c \"trap '' XFSZ; ulimit -f %d; exec %s %s\" >stdout.txt 2>stderr.txt", blocks,
              bin, args);
     int status = system(cmd);
-    read_into("stdout.txt", out, sizeof out);
-    read_into("stderr.txt", err, sizeof err);
+    tap_read_into("stdout.txt", out, sizeof out);
+    tap_read_into("stderr.txt", err, sizeof err);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

@@ -23,46 +23,15 @@
 
 static char out[1 << 16], err[1 << 16];
 
-static size_t read_into(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
-    return n;
-}
-
 /* Run "plumb critique ARGS" (split at spaces) in a child: its exit status, stdout in `out`,
  * stderr in `err`. */
 __attribute__((format(printf, 1, 2))) static int critique(const char *fmt, ...)
 {
-    char args[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int rc = tap_run_cmdv(out, sizeof out, err, sizeof err, cmd_critique, "critique", fmt, ap);
     va_end(ap);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(tap_tmp("stdout.txt"), "w", stdout) ||
-            !freopen(tap_tmp("stderr.txt"), "w", stderr))
-            _exit(99);
-        char *argv[64] = {"critique"};
-        int argc = 1;
-        for (char *s = strtok(args, " "); s && argc < 63; s = strtok(NULL, " "))
-            argv[argc++] = s;
-        argv[argc] = NULL;
-        int rc = cmd_critique(argc, argv);
-        fflush(stdout);
-        fflush(stderr);
-        _exit(rc);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    read_into(tap_tmp("stdout.txt"), out, sizeof out);
-    read_into(tap_tmp("stderr.txt"), err, sizeof err);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return rc;
 }
 
 static void check(bool pass, const char *what)
@@ -94,7 +63,7 @@ static const char constitution[] =
 static long count_lines(const char *path)
 {
     static char buf[1 << 20];
-    size_t n = read_into(path, buf, sizeof buf);
+    size_t n = tap_read_into(path, buf, sizeof buf);
     long lines = 0;
     for (size_t i = 0; i < n; i++)
         lines += buf[i] == '\n';
@@ -162,8 +131,8 @@ static void test_sl(void)
     check(rc == 0 && count_lines(tap_tmp("rev.trace.jsonl")) == 7 &&
               strstr(err, "critique: 7 prompts (0 done before)"),
           "SL stage: exit 0, a trace line for each of 7 prompts, the summary");
-    size_t n_trace = read_into(tap_tmp("rev.trace.jsonl"), trace, sizeof trace);
-    size_t n_whole = read_into(tap_tmp("rev.jsonl"), whole, sizeof whole);
+    size_t n_trace = tap_read_into(tap_tmp("rev.trace.jsonl"), trace, sizeof trace);
+    size_t n_whole = tap_read_into(tap_tmp("rev.jsonl"), whole, sizeof whole);
     long revised = 0;
     for (const char *s = trace; (s = strstr(s, "\"revised\":true")); s++)
         revised++;
@@ -196,11 +165,11 @@ static void test_sl(void)
     fclose(f);
     rc = critique(args, tap_tmp("model"), tap_tmp("c.json"), tap_tmp("prompts.jsonl"),
                   tap_tmp("rev.jsonl"));
-    size_t n_part = read_into(tap_tmp("rev.trace.jsonl"), part, sizeof part);
+    size_t n_part = tap_read_into(tap_tmp("rev.trace.jsonl"), part, sizeof part);
     check(rc == 0 && strstr(err, "critique: 3 prompts (4 done before)") && n_part == n_trace &&
               memcmp(part, trace, n_trace) == 0,
           "resumed after a kill: 3 prompts redone, the trace as an uninterrupted run wrote it");
-    n_part = read_into(tap_tmp("rev.jsonl"), part, sizeof part);
+    n_part = tap_read_into(tap_tmp("rev.jsonl"), part, sizeof part);
     tap_ok(n_part == n_whole && memcmp(part, whole, n_whole) == 0,
            "... and the sft records without a duplicate");
     rc = critique(args, tap_tmp("model"), tap_tmp("c.json"), tap_tmp("prompts.jsonl"),
@@ -231,13 +200,13 @@ static void test_compare(void)
            e.msg);
     ds_prefs_release(&prefs);
     static char first[1 << 16], again[1 << 16];
-    size_t n = read_into(tap_tmp("ai.jsonl"), first, sizeof first);
+    size_t n = tap_read_into(tap_tmp("ai.jsonl"), first, sizeof first);
     FILE *f = fopen(tap_tmp("ai.jsonl"), "w");
     fwrite(first, 1, n / 2, f);
     fclose(f);
     rc = critique(args, tap_tmp("model"), tap_tmp("c.json"), tap_tmp("samples.jsonl"),
                   tap_tmp("ai.jsonl"));
-    size_t m = read_into(tap_tmp("ai.jsonl"), again, sizeof again);
+    size_t m = tap_read_into(tap_tmp("ai.jsonl"), again, sizeof again);
     check(rc == 0 && m == n && memcmp(first, again, n) == 0,
           "AI feedback resumed after a kill: the same file, no duplicates");
     rc = critique("--model %s --constitution %s --compare %s --out %s --clamp", tap_tmp("model"),

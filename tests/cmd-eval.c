@@ -20,47 +20,17 @@
 
 static char out[1 << 16], err[1 << 16], err_all[1 << 16];
 
-static void read_into(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
-}
-
 /* Run "plumb eval ARGS" (split at spaces) in a child: its exit status, stdout in `out`, stderr
  * in `err`. */
 __attribute__((format(printf, 1, 2))) static int run(const char *fmt, ...)
 {
-    char args[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int rc = tap_run_cmdv(out, sizeof out, err, sizeof err, cmd_eval, "eval", fmt, ap);
     va_end(ap);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(tap_tmp("stdout.txt"), "w", stdout) ||
-            !freopen(tap_tmp("stderr.txt"), "w", stderr))
-            _exit(99);
-        char *argv[64] = {"eval"};
-        int argc = 1;
-        for (char *s = strtok(args, " "); s && argc < 63; s = strtok(NULL, " "))
-            argv[argc++] = s;
-        argv[argc] = NULL;
-        int rc = cmd_eval(argc, argv);
-        fflush(stdout);
-        fflush(stderr);
-        _exit(rc);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    read_into(tap_tmp("stdout.txt"), out, sizeof out);
-    read_into(tap_tmp("stderr.txt"), err, sizeof err);
     memcpy(err_all, err, sizeof err);
     err[strcspn(err, "\n")] = '\0'; /* the first line, so that a test's name stays one line */
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return rc;
 }
 
 static const char annotators[] =
@@ -129,11 +99,11 @@ static void test_run(void)
            "the results file: suite world, known accuracy 0.5");
     cJSON_Delete(res);
     char before[4096];
-    read_into(tap_tmp("r.json"), before, sizeof before);
+    tap_read_into(tap_tmp("r.json"), before, sizeof before);
     tap_write_file(tap_tmp("w/bad.jsonl"), "{\"id\": \"q1\", \"completions\": [1]}\n");
     rc = run("world --input %s --data %s --out %s", tap_tmp("w/bad.jsonl"), tap_tmp("w/qa.jsonl"),
              tap_tmp("r.json"));
-    read_into(tap_tmp("r.json"), out, sizeof out);
+    tap_read_into(tap_tmp("r.json"), out, sizeof out);
     tap_ok(rc == 1 && strstr(err, "bad.jsonl:1: field 'completions'") && strcmp(out, before) == 0,
            "a bad samples record: exit 1 naming file and line, --out untouched (%s)", err);
     rc = run("world --input %s --data %s --out %s", tap_tmp("w/s.jsonl"), tap_tmp("w/qa.jsonl"),

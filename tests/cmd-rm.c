@@ -7,6 +7,7 @@
 #include "model/gpt.h"
 #include "model/io.h"
 #include "model/pl.h"
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <cjson/cJSON.h>
@@ -18,63 +19,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/plumb-cmd-rm-XXXXXX";
 static char out[1 << 16], err[1 << 16];
-
-static const char *tmp(const char *name)
-{
-    static char bufs[32][512];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void read_into(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-        tap_diag("cannot write %s", path);
-}
 
 /* Run "plumb rm ARGS" (split at spaces) in a child: its exit status, stdout in `out`, stderr in
  * `err`. */
 __attribute__((format(printf, 1, 2))) static int rm(const char *fmt, ...)
 {
-    char args[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int rc = tap_run_cmdv(out, sizeof out, err, sizeof err, cmd_rm, "rm", fmt, ap);
     va_end(ap);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(tmp("stdout.txt"), "w", stdout) || !freopen(tmp("stderr.txt"), "w", stderr))
-            _exit(99);
-        char *argv[64] = {"rm"};
-        int argc = 1;
-        for (char *s = strtok(args, " "); s && argc < 63; s = strtok(NULL, " "))
-            argv[argc++] = s;
-        argv[argc] = NULL;
-        int rc = cmd_rm(argc, argv);
-        fflush(stdout);
-        fflush(stderr);
-        _exit(rc);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    read_into(tmp("stdout.txt"), out, sizeof out);
-    read_into(tmp("stderr.txt"), err, sizeof err);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return rc;
 }
 
 static void check(bool pass, const char *what)
@@ -143,16 +98,16 @@ static void make_data(void)
                            "{\"id\": \"s1\", \"prompt\": \"xy\", \"completions\": [\"ace\", "
                            "\"bdf\", \"ca\"], \"model\": \"m\"}\n"
                            "{\"prompt\": \"zz\", \"response\": \"eca\", \"reward\": 7}\n");
-    write_file(tmp("labels.jsonl"), labels);
-    write_file(tmp("pairs.jsonl"), pairs);
-    write_file(tmp("samples.jsonl"), samples);
-    write_file(tmp("tied.jsonl"),
+    tap_write_file(tap_tmp("labels.jsonl"), labels);
+    tap_write_file(tap_tmp("pairs.jsonl"), pairs);
+    tap_write_file(tap_tmp("samples.jsonl"), samples);
+    tap_write_file(tap_tmp("tied.jsonl"),
                "{\"id\": \"t\", \"annotator\": \"a\", \"ranking\": [0, 1], \"ties\": [[0, 1]], "
                "\"skipped\": false, \"time\": \"2026-01-01T00:00:00Z\", \"completions\": [\"a\", "
                "\"b\"], \"prompt\": \"p\"}\n");
-    write_file(tmp("empty.jsonl"), "\n");
-    write_file(tmp("bad.jsonl"), "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}\n");
-    make_model(tmp("lm"));
+    tap_write_file(tap_tmp("empty.jsonl"), "\n");
+    tap_write_file(tap_tmp("bad.jsonl"), "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}\n");
+    make_model(tap_tmp("lm"));
 }
 
 static void test_help(void)
@@ -174,10 +129,10 @@ static void test_help(void)
     check(rc == 2 && strstr(err, "'bogus' is not a subcommand"), "an unknown subcommand: exit 2");
     rc = rm("%s", "");
     check(rc == 2 && strstr(err, "usage: plumb rm"), "no subcommand: usage on stderr, exit 2");
-    rc = rm("train --model %s --out %s", tmp("lm"), tmp("x"));
+    rc = rm("train --model %s --out %s", tap_tmp("lm"), tap_tmp("x"));
     check(rc == 2 && strstr(err, "option '--data' is required"), "--data is required: exit 2");
-    rc = rm("score --model %s --input %s --out %s", tmp("lm"), tmp("samples.jsonl"),
-            tmp("samples.jsonl"));
+    rc = rm("score --model %s --input %s --out %s", tap_tmp("lm"), tap_tmp("samples.jsonl"),
+            tap_tmp("samples.jsonl"));
     check(rc == 2 && strstr(err, "is the --input file"), "--out equal to --input: exit 2");
 }
 
@@ -185,7 +140,7 @@ static void test_train_eval_score(void)
 {
     int rc = rm("train --model %s --data %s --data %s --out %s --steps 40 --batch 4 --lr 1e-2 "
                 "--warmup 4 --eval-frac 0.2 --eval-every 20 --center-coef 0.01 --threads 1",
-                tmp("lm"), tmp("labels.jsonl"), tmp("pairs.jsonl"), tmp("rm"));
+                tap_tmp("lm"), tap_tmp("labels.jsonl"), tap_tmp("pairs.jsonl"), tap_tmp("rm"));
     check(rc == 0 && strstr(out, "step 40") && strstr(out, "held-out loss") &&
               strstr(out, "normalised by mean"),
           "rm train on labels and pairs: exit 0");
@@ -193,7 +148,7 @@ static void test_train_eval_score(void)
     size_t len;
     struct pl_err e = {0};
     char path[600];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", tmp("rm"));
+    snprintf(path, sizeof path, "%s/metrics.jsonl", tap_tmp("rm"));
     io_read_file(path, &metrics, &len, &e);
     tap_ok(metrics && strstr(metrics, "\"rm/accuracy\"") && strstr(metrics, "\"rm/margin\"") &&
                strstr(metrics, "\"rm/chosen\"") && strstr(metrics, "\"eval/accuracy\"") &&
@@ -201,16 +156,16 @@ static void test_train_eval_score(void)
            "metrics.jsonl has the rm/ and eval/ values");
     pl_free(metrics);
     struct gpt_config c;
-    rc = ckpt_config_read(tmp("rm"), &c, &e);
+    rc = ckpt_config_read(tap_tmp("rm"), &c, &e);
     tap_ok(rc == PL_OK && c.score_head && c.reward_std > 0 && c.reward_std != 1.0,
            "the model folder is a normalised reward model");
 
-    rc = rm("eval --model %s --data %s --threads 1", tmp("rm"), tmp("labels.jsonl"));
+    rc = rm("eval --model %s --data %s --threads 1", tap_tmp("rm"), tap_tmp("labels.jsonl"));
     check(rc == 0 && strstr(out, "accuracy") && strstr(out, "\nall ") &&
               strstr(out, "\nkind known ") && strstr(out, "\nkind unknown ") &&
               strstr(out, "\nannotator a1 ") && strstr(out, "\nannotator a2 "),
           "rm eval: overall, per kind and per annotator");
-    rc = rm("eval --model %s --data %s --json --threads 1", tmp("rm"), tmp("labels.jsonl"));
+    rc = rm("eval --model %s --data %s --json --threads 1", tap_tmp("rm"), tap_tmp("labels.jsonl"));
     cJSON *j = cJSON_Parse(out);
     const cJSON *pairs = cJSON_GetObjectItem(j, "pairs"), *acc = cJSON_GetObjectItem(j, "accuracy");
     const cJSON *known = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "kinds"), "known");
@@ -221,10 +176,10 @@ static void test_train_eval_score(void)
           "rm eval --json: one object; 40 rankings of 3 are 120 pairs, mostly right");
     cJSON_Delete(j);
 
-    rc = rm("score --model %s --input %s --out %s --batch 2 --threads 1", tmp("rm"),
-            tmp("samples.jsonl"), tmp("scored.jsonl"));
+    rc = rm("score --model %s --input %s --out %s --batch 2 --threads 1", tap_tmp("rm"),
+            tap_tmp("samples.jsonl"), tap_tmp("scored.jsonl"));
     char *scored = NULL;
-    snprintf(path, sizeof path, "%s", tmp("scored.jsonl"));
+    snprintf(path, sizeof path, "%s", tap_tmp("scored.jsonl"));
     io_read_file(path, &scored, &len, &e);
     char *nl = scored ? strchr(scored, '\n') : NULL;
     cJSON *r1 = scored ? cJSON_Parse(scored) : NULL, *r2 = nl ? cJSON_Parse(nl + 1) : NULL;
@@ -240,32 +195,31 @@ static void test_train_eval_score(void)
 
 static void test_bad_input(void)
 {
-    int rc = rm("eval --model %s --data %s", tmp("lm"), tmp("labels.jsonl"));
+    int rc = rm("eval --model %s --data %s", tap_tmp("lm"), tap_tmp("labels.jsonl"));
     check(rc == 1 && strstr(err, "no score head"), "rm eval of a language model: exit 1");
-    rc = rm("score --model %s --input %s --out %s", tmp("lm"), tmp("samples.jsonl"),
-            tmp("never.jsonl"));
-    check(rc == 1 && strstr(err, "no score head") && access(tmp("never.jsonl"), F_OK) != 0,
+    rc = rm("score --model %s --input %s --out %s", tap_tmp("lm"), tap_tmp("samples.jsonl"),
+            tap_tmp("never.jsonl"));
+    check(rc == 1 && strstr(err, "no score head") && access(tap_tmp("never.jsonl"), F_OK) != 0,
           "rm score of a language model: exit 1, no output");
-    rc = rm("train --model %s --data %s --out %s --threads 1", tmp("lm"), tmp("tied.jsonl"),
-            tmp("t1"));
+    rc = rm("train --model %s --data %s --out %s --threads 1", tap_tmp("lm"), tap_tmp("tied.jsonl"),
+            tap_tmp("t1"));
     check(rc == 1 && strstr(err, "nothing to train on") && strstr(err, "all tie"),
           "a group with no pairs only: exit 1");
-    rc = rm("train --model %s --data %s --out %s --threads 1", tmp("lm"), tmp("empty.jsonl"),
-            tmp("t2"));
+    rc = rm("train --model %s --data %s --out %s --threads 1", tap_tmp("lm"), tap_tmp("empty.jsonl"),
+            tap_tmp("t2"));
     check(rc == 1 && strstr(err, "empty.jsonl: no records"), "empty data: exit 1");
-    rc = rm("eval --model %s --data %s --threads 1", tmp("rm"), tmp("tied.jsonl"));
+    rc = rm("eval --model %s --data %s --threads 1", tap_tmp("rm"), tap_tmp("tied.jsonl"));
     check(rc == 1 && strstr(err, "no pairs to evaluate"), "rm eval without pairs: exit 1");
-    rc = rm("score --model %s --input %s --out %s --threads 1", tmp("rm"), tmp("bad.jsonl"),
-            tmp("never.jsonl"));
+    rc = rm("score --model %s --input %s --out %s --threads 1", tap_tmp("rm"), tap_tmp("bad.jsonl"),
+            tap_tmp("never.jsonl"));
     check(rc == 1 && strstr(err, "bad.jsonl:2: expected a field 'response'") &&
-              access(tmp("never.jsonl"), F_OK) != 0,
+              access(tap_tmp("never.jsonl"), F_OK) != 0,
           "a record without response or completions: file and line, no output");
 }
 
 int main(void)
 {
-    if (!mkdtemp(tmpdir))
-        tap_skip_all("cannot create a temporary folder");
+    const char *tmpdir = tap_tmpdir("cmd-rm");
     tap_plan(20);
     make_data();
     test_help();

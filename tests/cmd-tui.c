@@ -7,6 +7,7 @@
  * tmux is installed, the screen itself is read back with capture-pane, at 80x24 and resized. */
 #define _XOPEN_SOURCE 700
 
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <cjson/cJSON.h>
@@ -29,25 +30,6 @@
 static char bin[PATH_MAX];
 static char out[1 << 16], err[1 << 16];
 
-/* The file in buf, without a last newline (so that messages quote it on one line). */
-static void read_into(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    if (n > 0 && buf[n - 1] == '\n')
-        n--;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-        tap_diag("cannot write %s", path);
-}
-
 static int count_lines(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -69,8 +51,8 @@ __attribute__((format(printf, 1, 2))) static int plumb(const char *fmt, ...)
     va_end(ap);
     snprintf(cmd, sizeof cmd, "%s %s </dev/null >stdout.txt 2>stderr.txt", bin, args);
     int status = system(cmd);
-    read_into("stdout.txt", out, sizeof out);
-    read_into("stderr.txt", err, sizeof err);
+    tap_read_into("stdout.txt", out, sizeof out);
+    tap_read_into("stderr.txt", err, sizeof err);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -190,7 +172,7 @@ static int pty_wait(struct pty *p)
         kill(p->pid, SIGKILL);
         waitpid(p->pid, &status, 0);
     }
-    read_into("stderr.txt", err, sizeof err);
+    tap_read_into("stderr.txt", err, sizeof err);
     p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return p->status;
 }
@@ -210,7 +192,7 @@ static void pty_close(struct pty *p)
 /* Three items of 4 completions; item b's completions try an OSC title change and colours. */
 static void write_samples(void)
 {
-    write_file("samples.jsonl",
+    tap_write_file("samples.jsonl",
                "{\"id\":\"a\",\"prompt\":\"User: What is the capital of Lorvia?\\nAssistant:\","
                "\"completions\":[\" Mervan.\",\" I don't know.\",\" Tesk.\",\" Mervan, on the "
                "river Ost.\"],\"model\":\"m\"}\n"
@@ -243,7 +225,7 @@ static void test_usage(void)
 static void test_bad_input(void)
 {
     struct pty p;
-    write_file("broken.jsonl", "{\"id\":\"a\",\"prompt\":\"p\",\"completions\":[\"x\",\"y\"]}\n"
+    tap_write_file("broken.jsonl", "{\"id\":\"a\",\"prompt\":\"p\",\"completions\":[\"x\",\"y\"]}\n"
                                "{\"id\":\"b\",\"prompt\":\"p\",\"completions\":[\"x\",\"y\"]\n");
     pty_start(&p, "--samples broken.jsonl --labels labels.jsonl --annotator ann");
     tap_is_int(pty_wait(&p), 1, "a broken samples line: exit 1");
@@ -251,7 +233,7 @@ static void test_bad_input(void)
            err);
     tap_ok(p.n == 0 && pty_restored(&p), "before the screen opens: the terminal is untouched");
     pty_close(&p);
-    write_file("one.jsonl", "{\"id\":\"a\",\"prompt\":\"p\",\"completions\":[\"x\"]}\n");
+    tap_write_file("one.jsonl", "{\"id\":\"a\",\"prompt\":\"p\",\"completions\":[\"x\"]}\n");
     pty_start(&p, "--samples one.jsonl --labels labels.jsonl --annotator ann");
     tap_ok(pty_wait(&p) == 1 && strstr(err, "one.jsonl:1: field 'completions': 1 completion") &&
                p.n == 0,
@@ -261,7 +243,7 @@ static void test_bad_input(void)
     tap_ok(pty_wait(&p) == 1 && strstr(err, "cannot open 'no/such/dir.jsonl'") && p.n == 0,
            "labels that cannot be written: found before the screen opens: %s", err);
     pty_close(&p);
-    write_file("bad-labels.jsonl", "{\"id\":\"a\",\"annotator\":\"x\",\"ranking\":[0,0]}\n");
+    tap_write_file("bad-labels.jsonl", "{\"id\":\"a\",\"annotator\":\"x\",\"ranking\":[0,0]}\n");
     pty_start(&p, "--samples samples.jsonl --labels bad-labels.jsonl --annotator ann");
     tap_ok(pty_wait(&p) == 1 && strstr(err, "bad-labels.jsonl:1: field 'prompt'") && p.n == 0,
            "a labels file the preference loader rejects is refused with its message: %s", err);
@@ -279,7 +261,7 @@ static void test_session(void)
            "the prompt and the completions");
     pty_send(&p, "42t1\r");
     tap_ok(wait_lines(&p, "labels.jsonl", 1), "Enter appends the label");
-    read_into("labels.jsonl", out, sizeof out);
+    tap_read_into("labels.jsonl", out, sizeof out);
     tap_ok(strstr(out, "{\"id\":\"a\",\"annotator\":\"ann\",\"ranking\":[3,1,0,2],\"ties\":[[3,1]],"
                        "\"skipped\":false,") != NULL,
            "ranked best first, the tie recorded");
@@ -312,7 +294,7 @@ static void test_kill(void)
     kill(p.pid, SIGKILL);
     tap_is_int(pty_wait(&p), 128 + SIGKILL, "killed with SIGKILL right after the submit");
     pty_close(&p);
-    read_into("labels.jsonl", out, sizeof out);
+    tap_read_into("labels.jsonl", out, sizeof out);
     tap_ok(strstr(out, "\"id\":\"a\",\"annotator\":\"ann\",\"ranking\":[0,1,2,3]") != NULL,
            "the label is on disk");
     pty_start(&p, LABEL_ARGS);
@@ -339,7 +321,7 @@ static void test_kill(void)
     pty_send(&p, "q");
     pty_wait(&p);
     pty_close(&p);
-    read_into("labels.jsonl", out, sizeof out);
+    tap_read_into("labels.jsonl", out, sizeof out);
     tap_ok(!strstr(out, "annot{") && strstr(out, "\n{\"id\":\"b\",\"annotator\":\"ann\""),
            "and cut off before the next label");
     tap_ok(plumb("agree --labels labels.jsonl") == 1 && strstr(err, "1 annotator"),
@@ -384,7 +366,7 @@ __attribute__((format(printf, 1, 2))) static int tmux(const char *fmt, ...)
     va_end(ap);
     snprintf(cmd, sizeof cmd, "tmux -L %s %s >stdout.txt 2>stderr.txt", sock, args);
     int status = system(cmd);
-    read_into("stdout.txt", out, sizeof out);
+    tap_read_into("stdout.txt", out, sizeof out);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 struct gpt_config tap_byte_config(int n_positions, int n_embd, int n_layer, int n_head)
 {
@@ -93,4 +95,44 @@ void tap_write_file(const char *path, const char *text)
     FILE *f = fopen(path, "w");
     if (!f || fputs(text, f) < 0 || fclose(f) != 0)
         tap_diag("cannot write %s", path);
+}
+
+size_t tap_read_into(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+int tap_run_cmdv(char *out, size_t cap_out, char *err, size_t cap_err, int (*cmd)(int, char **),
+                 const char *name, const char *fmt, va_list ap)
+{
+    char args[4096];
+    vsnprintf(args, sizeof args, fmt, ap);
+    fflush(stdout);
+    char out_path[1024], err_path[1024];
+    snprintf(out_path, sizeof out_path, "%s", tap_tmp("stdout.txt"));
+    snprintf(err_path, sizeof err_path, "%s", tap_tmp("stderr.txt"));
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(out_path, "w", stdout) || !freopen(err_path, "w", stderr))
+            _exit(99);
+        char *argv[64] = {(char *)name};
+        int argc = 1;
+        for (char *s = strtok(args, " "); s && argc < 63; s = strtok(NULL, " "))
+            argv[argc++] = s;
+        argv[argc] = NULL;
+        int rc = cmd(argc, argv);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    tap_read_into(out_path, out, cap_out);
+    tap_read_into(err_path, err, cap_err);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -5,6 +5,9 @@
 
 #include "model/gpt.h"
 
+#include <stdarg.h>
+#include <stddef.h>
+
 /* A byte-tokenizer GPT-2 shape (vocab 257, end token 256) of the given size. */
 struct gpt_config tap_byte_config(int n_positions, int n_embd, int n_layer, int n_head);
 
@@ -31,5 +34,15 @@ const char *tap_tmp(const char *name);
 
 /* Write text to path; a failure is a TAP diagnostic (the test that reads it then fails). */
 void tap_write_file(const char *path, const char *text);
+
+/* The first cap - 1 bytes of the file at path into buf, NUL-terminated (empty when it cannot be
+ * read); the bytes read. */
+size_t tap_read_into(const char *path, char *buf, size_t cap);
+
+/* Run the command cmd as "NAME ARGS" (fmt and ap formatted, then split at spaces) in a child
+ * process, its standard output into out[cap_out] and standard error into err[cap_err] (through
+ * files in tap_tmpdir's folder); the exit status, or -1 when the child did not exit. */
+int tap_run_cmdv(char *out, size_t cap_out, char *err, size_t cap_err, int (*cmd)(int, char **),
+                 const char *name, const char *fmt, va_list ap);
 
 #endif

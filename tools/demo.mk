@@ -6,6 +6,7 @@
 #
 #   world -> init -> base (pretrain) -> sft -> answers (greedy answers of base and sft)
 #   sft -> rm samples (temperatures 1 and 1.5) -> simlabel -> rm (reward model) -> rm eval
+#   sft + rm -> best-of-4 and PPO -> world evaluation of base, SFT, best-of-4 and PPO
 
 # bash for $'\n', the stop string that ends an answer at its line.
 SHELL := /bin/bash
@@ -28,10 +29,13 @@ define timed
 endef
 
 .PHONY: all
-all: $(D)/summary.json
+all: $(D)/summary.json $(D)/report/report.html
 	@cat $(P)/answers.txt
+	@cat $(P)/ppo.txt
+	@echo "rank these completions yourself: make demo-label (then make demo-human)"
 	@echo "summary in $<:"
 	@cat $<
+	@echo "report: $(D)/report/report.html"
 
 # Keep the samples behind the labels: they are what a reader inspects.
 .SECONDARY:
@@ -118,7 +122,13 @@ $(RM)/test.samples.jsonl: $(RM)/prompts_test.jsonl $(D)/sft/.done
 	$(PLUMB) sample $(RM_EVAL) --prompts $< --seed 13 --out $@.part
 	@mv $@.part $@
 
-$(RM)/train_%.labels.jsonl: $(RM)/train_%.samples.jsonl
+# Every ranking also holds the abstention " I don't know." beside the model's 4 completions, as a
+# labelling form's fixed "abstain" option. Without it the SFT model almost never abstains on a
+# known place, the labels hold no comparison of a correct answer with abstaining, and the reward
+# model scores abstaining above correct answers (README, "PPO").
+$(RM)/train_%.cands.jsonl: $(RM)/train_%.samples.jsonl
+	@perl tools/demo_idk.pl $< >$@
+$(RM)/train_%.labels.jsonl: $(RM)/train_%.cands.jsonl
 	$(PLUMB) simlabel --samples $< --world $(W) --seed $(call rm_seed,$*) --out $@
 $(RM)/%.truth.jsonl: $(RM)/%.samples.jsonl
 	$(PLUMB) simlabel --samples $< --world $(W) --truth --out $@
@@ -142,11 +152,120 @@ $(RM)/test.json: $(RM)/model/.done $(RM)/test.truth.jsonl
 $(P)/rm.json: $(RM)/eval.json $(RM)/test.json
 	@perl tools/demo_rm.pl $^ >$@
 
+# ---- a person's labels instead of the simulated annotators' ----
+#
+# make demo-label: a person ranks the reward model's training completions (all 12 files of 109 x 5
+# by default, HUMAN_TRAIN to choose) in `plumb label` into runs/demo/human/; q goes on to the next
+# file, Ctrl-C stops, a rerun resumes. Then it prints the agreement with the simulated annotators.
+# make demo-human trains a reward model on the person's labels alone and evaluates it on the
+# demo's truth files.
+HUMAN := $(D)/human
+HUMAN_TRAIN ?= $(RM_TRAIN)
+ANNOTATOR ?= $(or $(USER),person)
+HUMAN_LABELS = $(shell find $(HUMAN) -name 'train_*.labels.jsonl' -size +0c 2>/dev/null | sort)
+.PHONY: demo-label demo-human
+demo-label: $(HUMAN_TRAIN:%=$(RM)/train_%.cands.jsonl) $(HUMAN_TRAIN:%=$(RM)/train_%.labels.jsonl)
+	@mkdir -p $(HUMAN)
+	@for f in $(HUMAN_TRAIN); do \
+	  $(PLUMB) label --samples $(RM)/train_$$f.cands.jsonl \
+	    --labels $(HUMAN)/train_$$f.labels.jsonl --annotator $(ANNOTATOR) \
+	    --guidelines tui/demo-guidelines.md || exit $$?; \
+	done
+	@labels=$$(find $(HUMAN) -name 'train_*.labels.jsonl' -size +0c | sort); \
+	test -n "$$labels" || exit 0; \
+	$(PLUMB) agree --labels $$labels $$(for l in $$labels; do echo $(RM)/$${l#$(HUMAN)/}; done)
+demo-human: $(RM)/eval_same.truth.jsonl $(RM)/eval_other.truth.jsonl $(RM)/test.truth.jsonl
+	@test -n "$(HUMAN_LABELS)" || { echo "no labels in $(HUMAN): run make demo-label first"; exit 1; }
+	$(PLUMB) rm train --model $(D)/sft --data $(HUMAN_LABELS) --out $(HUMAN)/rm --force \
+	  --norm-data $(W)/sft.jsonl --epochs 3 --batch 16 --lr 3e-4 --warmup 20 --eval-frac 0 \
+	  --eval-every 0 --save-every 50
+	$(PLUMB) rm eval --model $(HUMAN)/rm --data $(RM)/eval_same.truth.jsonl $(RM)/eval_other.truth.jsonl
+	$(PLUMB) rm eval --model $(HUMAN)/rm --data $(RM)/test.truth.jsonl
+
+# ---- best-of-4 and PPO ----
+#
+# PPO trains the SFT model against the reward model on the prompts whose labels taught it (rm0,
+# phrasing 0). SFT, best-of-4 and PPO are evaluated on the test prompts, whose facts and places
+# neither the reward model nor PPO saw, and on the other phrasing of PPO's own questions (rm1),
+# which neither saw either. Every model is sampled at temperature 1, the distribution PPO
+# optimises and best-of-4 picks from, 8 answers a prompt (best-of-4: its one pick).
+
+TEST := $(RM)/prompts_test.jsonl
+REPHRASED := $(RM)/prompts_rm1.jsonl
+EV := $(D)/eval
+SAMPLED := --temperature 1 -k 8 --seed 5
+BON := -n 4 --temperature 1 --stop $$'\n' --seed 7
+
+$(D)/ppo/.done: $(RM)/model/.done $(RM)/prompts_rm0.jsonl $(TEST)
+	$(call timed,ppo,$(PLUMB) ppo --policy $(D)/sft --reward $(RM)/model \
+	  --prompts $(RM)/prompts_rm0.jsonl --eval-prompts $(TEST) --out $(D)/ppo --stop $$'\n' \
+	  --iterations 30 --batch 32 --minibatch 8 --ppo-epochs 4 --lr 1e-5 --value-lr 1e-4 \
+	  --kl-coef 0.5 --eval-every 10 --save-every 5 --sample-every 10 --resume)
+	@touch $@
+
+# Best of 4 samples by the reward model; the same file's mean over all candidates is what one
+# sample of the model scores.
+$(EV)/bon_%.jsonl: $(RM)/model/.done $(D)/%/.done $(TEST)
+	@mkdir -p $(EV)
+	$(call timed,bon_$*,$(PLUMB) bon --policy $(D)/$* --reward $(RM)/model --prompts $(TEST) \
+	  $(BON) --out $@)
+$(EV)/bon_rephrased.jsonl: $(RM)/model/.done $(D)/sft/.done $(REPHRASED)
+	@mkdir -p $(EV)
+	$(call timed,bon_rephrased,$(PLUMB) bon --policy $(D)/sft --reward $(RM)/model \
+	  --prompts $(REPHRASED) $(BON) --out $@)
+
+$(EV)/test_%.json: $(D)/%/.done $(TEST)
+	@mkdir -p $(EV)
+	$(call timed,eval_test_$*,$(PLUMB) eval world --model $(D)/$* --data $(TEST) --world $(W) \
+	  $(SAMPLED) --out $@ --details $(EV)/test_$*.details.jsonl >/dev/null)
+$(EV)/rephrased_%.json: $(D)/%/.done $(REPHRASED)
+	@mkdir -p $(EV)
+	$(call timed,eval_rephrased_$*,$(PLUMB) eval world --model $(D)/$* --data $(REPHRASED) \
+	  --world $(W) $(SAMPLED) --out $@ --details $(EV)/rephrased_$*.details.jsonl >/dev/null)
+$(EV)/test_bon.json: $(EV)/bon_sft.jsonl
+	$(call timed,eval_test_bon,$(PLUMB) eval world --input $< --data $(TEST) --world $(W) \
+	  --out $@ >/dev/null)
+$(EV)/rephrased_bon.json: $(EV)/bon_rephrased.jsonl
+	$(call timed,eval_rephrased_bon,$(PLUMB) eval world --input $< --data $(REPHRASED) \
+	  --world $(W) --out $@ >/dev/null)
+
+ALIGN_EVAL := $(foreach m,base sft bon ppo,$(EV)/test_$(m).json) \
+  $(foreach m,sft bon ppo,$(EV)/rephrased_$(m).json)
+$(P)/ppo.json: $(ALIGN_EVAL) $(EV)/bon_sft.jsonl $(EV)/bon_ppo.jsonl $(D)/ppo/.done
+	@perl tools/demo_ppo.pl $(EV) $(EV)/bon_sft.jsonl $(EV)/bon_ppo.jsonl $(D)/ppo/metrics.jsonl \
+	  $(P)/ppo.txt >$@
+
+# ---- make eval-demo: every eval suite on the demo's models ----
+#
+# `plumb eval all` of the base, SFT and PPO models: the toy world's suites and the public
+# benchmarks present under ../shared/datasets (BBQ cut to 100 questions a category), each suite's
+# seconds printed. About a minute a model on 2 cores, so it is a target of its own, not part of
+# `make demo`; its figures go to runs/demo/eval/all.json.
+.PHONY: eval-demo
+eval-demo: $(EV)/all.json
+	@cat $(EV)/all_base.txt $(EV)/all_sft.txt $(EV)/all_ppo.txt
+
+$(EV)/all_%.json: $(D)/%/.done $(W)/.done
+	@mkdir -p $(EV)
+	$(call timed,eval_all_$*,$(PLUMB) eval all --model $(D)/$* --world $(W) --bbq-limit 100 \
+	  --details-dir $(EV)/all_$* --out $@ >$(EV)/all_$*.txt)
+
+$(EV)/all.json: $(foreach m,base sft ppo,$(EV)/all_$(m).json)
+	@perl tools/demo_eval.pl $^ >$@.part
+	@mv $@.part $@
+
 # ---- the summary ----
 
-PARTS := $(P)/sft.json $(P)/rm.json
+PARTS := $(P)/sft.json $(P)/rm.json $(P)/ppo.json
 
 $(D)/summary.json: $(PARTS) $(P)/answers.txt
 	@perl tools/demo_summary.pl $(P) $(PARTS) >$@.part
 	@mv $@.part $@
 
+# ---- the report ----
+#
+# Every run, eval result, best-of-4 file and summary under runs/demo/ in one self-contained page
+# (reports/README.md); its seconds are not in summary.json, which it reads.
+$(D)/report/report.html: $(D)/summary.json
+	$(call timed,report,$(PLUMB) report --runs $(D) --out $(D)/report \
+	  --title "plumb demo: the toy world end to end")
