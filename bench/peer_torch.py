@@ -21,11 +21,11 @@ epochs x 4 shuffled minibatches of 8 rows, each a policy and a value forward,
 the clipped policy loss + 0.1 x the clipped value loss (token means),
 backward, then for both models clipping at norm 1.0 and AdamW (lr 1e-5, betas
 0.9/0.95, weight decay 0.1 on matrices). The second of two iterations is
-timed. plumb's update_s times the minibatches' forwards, losses and backwards
-(rlhf/ppo.c's task_backward), not the clipping and AdamW steps that train_run
-does around them, and its tokens_per_s is tokens / (generation + scoring +
-update): torch's figures of those names are timed the same way; optimizer_s,
-wall_s and wall_tokens_per_s add the rest.
+timed. plumb's iteration is timed whole (rlhf/ppo.h's struct ppo_timing):
+its update_s is everything after scoring (forwards, losses, backwards,
+clipping, AdamW) and its tokens_per_s is tokens over the iteration's wall
+time; torch's update_s + optimizer_s and wall_tokens_per_s are the figures
+that compare with them.
 
 The PyTorch side is written to be fast, not naive: the cache preallocated and
 written in place (no torch.cat per step), the LM head over the positions that
@@ -505,19 +505,20 @@ def print_ppo_ratios(t):
         print("ppo iteration: no plumb figures", file=sys.stderr)
         return
     p = match[0]
-    for key, what in (
-        ("generation_s", "generation"),
-        ("scoring_s", "scoring"),
-        ("update_s", "update (forwards, losses, backwards)"),
+    torch_update = t["update_s"] + t["optimizer_s"]
+    for what, mine, theirs in (
+        ("generation", p["generation_s"], t["generation_s"]),
+        ("scoring", p["scoring_s"], t["scoring_s"]),
+        ("update (forwards, losses, backwards, clipping, AdamW)", p["update_s"], torch_update),
     ):
         print(
-            f"ppo {what}: plumb {p[key]:.3f} s, torch {t[key]:.3f} s, "
-            f"plumb/torch speed {t[key] / p[key]:.2f}"
+            f"ppo {what}: plumb {mine:.3f} s, torch {theirs:.3f} s, "
+            f"plumb/torch speed {theirs / mine:.2f}"
         )
     print(
-        f"ppo iteration: plumb {p['tokens_per_s']:.0f} tokens/s, torch {t['tokens_per_s']:.0f}, "
-        f"plumb/torch {p['tokens_per_s'] / t['tokens_per_s']:.2f} (neither counts the clipping "
-        f"and AdamW steps: torch's took {t['optimizer_s']:.3f} s)"
+        f"ppo iteration: plumb {p['tokens_per_s']:.0f} tokens/s, "
+        f"torch {t['wall_tokens_per_s']:.0f}, "
+        f"plumb/torch {p['tokens_per_s'] / t['wall_tokens_per_s']:.2f} (whole iterations)"
     )
 
 

@@ -203,7 +203,7 @@ $(D)/ppo/.done: $(RM)/model/.done $(RM)/prompts_rm0.jsonl $(TEST)
 	$(call timed,ppo,$(PLUMB) ppo --policy $(D)/sft --reward $(RM)/model \
 	  --prompts $(RM)/prompts_rm0.jsonl --eval-prompts $(TEST) --out $(D)/ppo --stop $$'\n' \
 	  --iterations 30 --batch 32 --minibatch 8 --ppo-epochs 4 --lr 1e-5 --value-lr 1e-4 \
-	  --kl-coef 0.5 --eval-every 10 --save-every 5 --sample-every 10 --resume)
+	  --kl-coef 0.8 --eval-every 10 --save-every 5 --sample-every 10 --resume)
 	@touch $@
 
 # Best of 4 samples by the reward model; the same file's mean over all candidates is what one
