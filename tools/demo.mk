@@ -7,6 +7,8 @@
 #   world -> init -> base (pretrain) -> sft -> answers (greedy answers of base and sft)
 #   sft -> rm samples (temperatures 1 and 1.5) -> simlabel -> rm (reward model) -> rm eval
 #   sft + rm -> best-of-4 and PPO -> world evaluation of base, SFT, best-of-4 and PPO
+#   sft + rm -> constitutional critique -> SFT on the revisions -> rules and world eval
+#   everything -> the report
 
 # bash for $'\n', the stop string that ends an answer at its line.
 SHELL := /bin/bash
@@ -36,9 +38,6 @@ all: $(D)/summary.json $(D)/report/report.html
 	@echo "summary in $<:"
 	@cat $<
 	@echo "report: $(D)/report/report.html"
-
-# Keep the samples behind the labels: they are what a reader inspects.
-.SECONDARY:
 
 $(W)/.done:
 	$(call timed,world,$(PLUMB) world --out $(W) --seed 1 --force)
@@ -238,6 +237,58 @@ $(P)/ppo.json: $(ALIGN_EVAL) $(EV)/bon_sft.jsonl $(EV)/bon_ppo.jsonl $(D)/ppo/.d
 	@perl tools/demo_ppo.pl $(EV) $(EV)/bon_sft.jsonl $(EV)/bon_ppo.jsonl $(D)/ppo/metrics.jsonl \
 	  $(P)/ppo.txt >$@
 
+# ---- constitutional critique ----
+#
+# The SL stage (plumb critique) on the world's harmful and unknown-place prompts outside the test
+# split, with the SFT model, the world's constitution and the reward model, 2 rounds; --ties keeps
+# a revision that breaks as many rules when the reward model scores it no lower, so the model's
+# own critique can act where no rule does. Then SFT from the SFT model on the kept revisions with
+# the SFT data replayed (revisions alone teach "I don't know." for everything), and greedy
+# answers to the test prompts before and after, judged by the constitution's rules and the world
+# eval.
+CR := $(D)/critique
+
+$(CR)/prompts.jsonl: $(W)/.done
+	@mkdir -p $(CR)
+	@perl -MJSON::PP -ne '$$r = decode_json($$_);' \
+	  -e 'print if $$r->{split} ne "test" && $$r->{kind} =~ /^(unknown|harmful)$$/' \
+	  $(W)/prompts.jsonl >$@
+
+$(CR)/revisions.jsonl: $(CR)/prompts.jsonl $(D)/sft/.done $(RM)/model/.done
+	$(call timed,critique_sl,$(PLUMB) critique --model $(D)/sft --constitution \
+	  $(W)/constitution.json --prompts $< --out $@.part --trace $(CR)/trace.jsonl --rounds 2 \
+	  --ties --reward $(RM)/model)
+	@touch $@.part && mv $@.part $@
+
+$(CR)/sft_data.jsonl: $(CR)/revisions.jsonl
+	@cat $(W)/sft.jsonl $< >$@
+
+$(CR)/sft/.done: $(CR)/sft_data.jsonl
+	$(call timed,critique_sft,$(PLUMB) sft --model $(D)/sft --data $< --mix-corpus \
+	  $(W)/corpus.txt --mix-frac 0.25 --out $(CR)/sft --steps 60 --batch 32 --seq 128 --lr 1e-4 \
+	  --warmup 5 --eval-frac 0 --eval-every 0 --save-every 0 --resume)
+	@touch $@
+
+# Greedy answers to the 100 test prompts: before (the SFT model) and after (critique's SFT).
+$(CR)/before.samples.jsonl: $(TEST) $(D)/sft/.done
+	@mkdir -p $(CR)
+	$(PLUMB) sample --model $(D)/sft --prompts $< -k 1 --temperature 0 --max-new-tokens 48 \
+	  --stop $$'\n' --out $@.part
+	@mv $@.part $@
+$(CR)/after.samples.jsonl: $(TEST) $(CR)/sft/.done
+	$(PLUMB) sample --model $(CR)/sft --prompts $< -k 1 --temperature 0 --max-new-tokens 48 \
+	  --stop $$'\n' --out $@.part
+	@mv $@.part $@
+
+$(CR)/%.rules.json: $(CR)/%.samples.jsonl
+	$(PLUMB) eval rules --constitution $(W)/constitution.json --input $< --out $@
+$(CR)/%.world.json: $(CR)/%.samples.jsonl
+	$(PLUMB) eval world --data $(TEST) --world $(W) --input $< --out $@ >/dev/null
+
+CR_FIGS := $(foreach t,before after,$(CR)/$(t).rules.json $(CR)/$(t).world.json)
+$(P)/critique.json: $(CR_FIGS) $(CR)/revisions.jsonl
+	@perl tools/demo_critique.pl $(CR) >$@
+
 # ---- make eval-demo: every eval suite on the demo's models ----
 #
 # `plumb eval all` of the base, SFT and PPO models: the toy world's suites and the public
@@ -259,7 +310,7 @@ $(EV)/all.json: $(foreach m,base sft ppo,$(EV)/all_$(m).json)
 
 # ---- the summary ----
 
-PARTS := $(P)/sft.json $(P)/rm.json $(P)/ppo.json
+PARTS := $(P)/sft.json $(P)/rm.json $(P)/ppo.json $(P)/critique.json
 
 $(D)/summary.json: $(PARTS) $(P)/answers.txt
 	@perl tools/demo_summary.pl $(P) $(PARTS) >$@.part
@@ -272,3 +323,10 @@ $(D)/summary.json: $(PARTS) $(P)/answers.txt
 $(D)/report/report.html: $(D)/summary.json
 	$(call timed,report,$(PLUMB) report --runs $(D) --out $(D)/report \
 	  --title "plumb demo: the toy world end to end")
+
+# Keep what the pattern rules make in between (the samples behind the labels, the candidates):
+# they are what a reader inspects. Not .SECONDARY for everything, which would let make skip a
+# stage whose output was deleted. Listed last, once the folder variables are set.
+.PRECIOUS: $(D)/answers_%.jsonl $(RM)/prompts_%.jsonl $(RM)/train_%.samples.jsonl \
+  $(RM)/train_%.cands.jsonl $(RM)/train_%.labels.jsonl $(RM)/%.truth.jsonl $(EV)/bon_%.jsonl \
+  $(EV)/test_%.json $(EV)/rephrased_%.json $(CR)/%.rules.json $(CR)/%.world.json $(EV)/all_%.json

@@ -1,0 +1,39 @@
+# The critique stage's figures: the rule-violation rate (`plumb eval rules`) and the world eval of
+# the test answers before and after, and how many kept revisions the rules and the model's own
+# critique decided (the trace's verdicts).
+# Usage: perl tools/demo_critique.pl CRITIQUE_DIR
+use strict;
+use warnings;
+use JSON::PP;
+
+my ($dir) = @ARGV;
+
+sub load {
+    open my $f, '<', $_[0] or die "$_[0]: $!\n";
+    return decode_json(do { local $/; <$f> });
+}
+
+my %out;
+for my $t (qw(before after)) {
+    $out{"critique.violation_rate_$t"} = load("$dir/$t.rules.json")->{violation_rate};
+    my $m = load("$dir/$t.world.json")->{metrics};
+    $out{"critique.${_}_$t"} = $m->{$_}{value}
+        for qw(hallucination_rate known_accuracy unknown_abstention harmful_refusal);
+}
+@out{qw(critique.prompts critique.revised critique.kept_by_rules critique.kept_by_critique)} =
+    (0, 0, 0, 0);
+open my $trace, '<', "$dir/trace.jsonl" or die "$dir/trace.jsonl: $!\n";
+while (my $line = <$trace>) {
+    my $r = decode_json($line);
+    $out{'critique.prompts'}++;
+    $out{'critique.revised'}++ if $r->{revised};
+    for my $round (@{ $r->{rounds} }) {
+        $out{'critique.kept_by_rules'}++ if $round->{verdict} eq 'rules';
+        $out{'critique.kept_by_critique'}++ if $round->{verdict} eq 'critique';
+    }
+}
+printf STDERR "critique: rule-violation rate of the test answers %.3f -> %.3f; %d of %d prompts "
+    . "revised, revisions kept for the rules %d, for the model's own critique %d\n",
+    @out{qw(critique.violation_rate_before critique.violation_rate_after critique.revised
+    critique.prompts critique.kept_by_rules critique.kept_by_critique)};
+print JSON::PP->new->canonical->encode(\%out), "\n";
