@@ -112,13 +112,7 @@ int eval_crows_run(const struct eval_common *c, cJSON **results, struct pl_err *
                       st[i] ? "true" : "false");
         rc = eval_details_put(&d, err);
     }
-    if (!rc)
-        rc = eval_details_commit(&d, err);
-    if (rc)
-        cJSON_Delete(res);
-    else
-        *results = res;
-    eval_details_release(&d);
+    rc = eval_details_finish(&d, res, results, rc, err);
     pl_free(ll);
     pl_free(ntok);
     pl_free(v);
@@ -430,13 +424,7 @@ int eval_bbq_run(const struct eval_common *c, const char *const *data, int n_dat
                       nonunk[i] ? "true" : "false");
         rc = eval_details_put(&d, err);
     }
-    if (!rc)
-        rc = eval_details_commit(&d, err);
-    if (rc)
-        cJSON_Delete(res);
-    else
-        *results = res;
-    eval_details_release(&d);
+    rc = eval_details_finish(&d, res, results, rc, err);
     pl_free(ll);
     pl_free(ntok);
     pl_free(v);

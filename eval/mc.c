@@ -222,13 +222,7 @@ int eval_mc_run(const struct eval_mc_opts *o, cJSON **results, struct pl_err *er
         rc = eval_details_put(&d, err);
     }
     pl_free(p);
-    if (!rc)
-        rc = eval_details_commit(&d, err);
-    if (rc)
-        cJSON_Delete(res);
-    else
-        *results = res;
-    eval_details_release(&d);
+    rc = eval_details_finish(&d, res, results, rc, err);
     pl_free(ll);
     pl_free(ntok);
     pl_free(off);
@@ -317,13 +311,7 @@ int eval_tqa_run(const struct eval_common *c, cJSON **results, struct pl_err *er
         pl_buf_printf(&d.b, "],\"mc2\":%.9g}", mc2[i]);
         rc = eval_details_put(&d, err);
     }
-    if (!rc)
-        rc = eval_details_commit(&d, err);
-    if (rc)
-        cJSON_Delete(res);
-    else
-        *results = res;
-    eval_details_release(&d);
+    rc = eval_details_finish(&d, res, results, rc, err);
     pl_free(ll);
     pl_free(ntok);
     pl_free(off);

@@ -321,3 +321,16 @@ void eval_details_release(struct eval_details *d)
     io_out_abort(&d->out);
     pl_buf_release(&d->b);
 }
+
+int eval_details_finish(struct eval_details *d, cJSON *res, cJSON **results, int rc,
+                        struct pl_err *err)
+{
+    if (!rc)
+        rc = eval_details_commit(d, err);
+    if (rc)
+        cJSON_Delete(res);
+    else
+        *results = res;
+    eval_details_release(d);
+    return rc;
+}

@@ -104,4 +104,10 @@ int eval_details_commit(struct eval_details *d, struct pl_err *err);
 /* Drop an uncommitted file; safe twice and on a zeroed struct. */
 void eval_details_release(struct eval_details *d);
 
+/* The end of a suite's run: when rc is PL_OK, commit the details and hand res to *results (on a
+ * failed commit, or any earlier error, res is freed instead); then release d. Returns the final
+ * code. */
+int eval_details_finish(struct eval_details *d, cJSON *res, cJSON **results, int rc,
+                        struct pl_err *err);
+
 #endif

@@ -143,13 +143,7 @@ int eval_tqagen_run(const struct eval_common *c, int max_new_tokens, cJSON **res
                       rcor[i], rinc[i], hall[i] ? "true" : "false", abst[i] ? "true" : "false");
         rc = eval_details_put(&d, err);
     }
-    if (!rc)
-        rc = eval_details_commit(&d, err);
-    if (rc)
-        cJSON_Delete(res);
-    else
-        *results = res;
-    eval_details_release(&d);
+    rc = eval_details_finish(&d, res, results, rc, err);
     eval_answers_release(&a);
     tok_release(&t);
     gpt_release(&m);
