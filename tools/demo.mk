@@ -282,8 +282,11 @@ $(CR)/after.samples.jsonl: $(TEST) $(CR)/sft/.done
 
 $(CR)/%.rules.json: $(CR)/%.samples.jsonl
 	$(PLUMB) eval rules --constitution $(W)/constitution.json --input $< --out $@
+# The same 100 test items, read from the world's prompts.jsonl: greedy answers are another
+# measurement than the sampled ones above, and the report keeps results of different files apart.
 $(CR)/%.world.json: $(CR)/%.samples.jsonl
-	$(PLUMB) eval world --data $(TEST) --world $(W) --input $< --out $@ >/dev/null
+	$(PLUMB) eval world --data $(W)/prompts.jsonl --split test --world $(W) --input $< --out $@ \
+	  >/dev/null
 
 CR_FIGS := $(foreach t,before after,$(CR)/$(t).rules.json $(CR)/$(t).world.json)
 $(P)/critique.json: $(CR_FIGS) $(CR)/revisions.jsonl
