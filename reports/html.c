@@ -40,33 +40,10 @@ static void none(struct pl_buf *b, const char *what)
 }
 
 /* A JSON value as text: strings as they are, numbers %.9g, anything else as compact JSON. */
-static void json_value(struct pl_buf *b, const cJSON *v)
-{
-    if (cJSON_IsString(v)) {
-        esc(b, v->valuestring);
-    } else if (cJSON_IsNumber(v)) {
-        pl_buf_printf(b, "%.9g", v->valuedouble);
-    } else {
-        char *t = cJSON_PrintUnformatted(v);
-        if (!t) {
-            b->oom = true;
-            return;
-        }
-        esc(b, t);
-        cJSON_free(t);
-    }
-}
-
 static const char *pairs(char *buf, double v)
 {
     snprintf(buf, 32, "%.0f", v);
     return buf;
-}
-
-static const char *str_of(const cJSON *o, const char *name)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(c) ? c->valuestring : NULL;
 }
 
 /* ---- summary ---- */
@@ -227,7 +204,7 @@ static void rules(struct pl_buf *b, const cJSON *broken, const cJSON *score)
     int n = cJSON_GetArraySize(broken);
     if (n) {
         pl_buf_str(b, " <span class=\"broken\">breaks ");
-        json_value(b, broken);
+        report_json_value(b, broken, report_text_html_str);
         pl_buf_str(b, "</span>");
     } else {
         pl_buf_str(b, " <span class=\"ref\">breaks no rule</span>");
@@ -252,11 +229,11 @@ static void critique(struct pl_buf *b, const struct report *r)
         pl_buf_printf(b, " <span class=\"ref\">(%ld prompts)</span></h3>\n", d->records);
         for (const cJSON *t = d->json->child; t; t = t->next) {
             pl_buf_str(b, "<div class=\"trace\"><p><b>");
-            esc(b, str_of(t, "id"));
+            esc(b, report_str(t, "id"));
             pl_buf_str(b, "</b></p><div class=\"text\">");
-            esc(b, str_of(t, "prompt"));
+            esc(b, report_str(t, "prompt"));
             pl_buf_str(b, "</div>\n<p>draft:</p><div class=\"text\">");
-            esc(b, str_of(t, "draft"));
+            esc(b, report_str(t, "draft"));
             pl_buf_str(b, "</div>");
             rules(b, cJSON_GetObjectItemCaseSensitive(t, "draft_broken"),
                   cJSON_GetObjectItemCaseSensitive(t, "draft_score"));
@@ -264,20 +241,20 @@ static void critique(struct pl_buf *b, const struct report *r)
             const cJSON *rounds = cJSON_GetObjectItemCaseSensitive(t, "rounds");
             for (const cJSON *rd = rounds->child; rd; rd = rd->next) {
                 pl_buf_str(b, "<li>principle <b>");
-                esc(b, str_of(rd, "principle"));
+                esc(b, report_str(rd, "principle"));
                 pl_buf_str(b, "</b>, verdict <b>");
-                esc(b, str_of(rd, "verdict"));
+                esc(b, report_str(rd, "verdict"));
                 pl_buf_str(b, "</b><br>critique:<div class=\"text\">");
-                esc(b, str_of(rd, "critique"));
+                esc(b, report_str(rd, "critique"));
                 pl_buf_str(b, "</div>revision:<div class=\"text\">");
-                esc(b, str_of(rd, "revision"));
+                esc(b, report_str(rd, "revision"));
                 pl_buf_str(b, "</div>");
                 rules(b, cJSON_GetObjectItemCaseSensitive(rd, "broken"),
                       cJSON_GetObjectItemCaseSensitive(rd, "score"));
                 pl_buf_str(b, "</li>\n");
             }
             pl_buf_str(b, "</ol>\n<p>final response:</p><div class=\"text\">");
-            esc(b, str_of(t, "response"));
+            esc(b, report_str(t, "response"));
             pl_buf_str(b, "</div></div>\n");
         }
     }
@@ -327,7 +304,7 @@ static void rm_evals(struct pl_buf *b, const struct report *r)
                 pl_buf_str(b, "<tr><td>");
                 esc(b, k->string);
                 pl_buf_str(b, "</td><td class=\"num\">");
-                json_value(b, k);
+                report_json_value(b, k, report_text_html_str);
                 pl_buf_str(b, "</td></tr>\n");
             }
             pl_buf_str(b, "</tbody></table>\n");
@@ -355,20 +332,20 @@ static void provenance(struct pl_buf *b, const struct report *r, const char *ver
         pl_buf_str(b, "<details><summary><code>");
         esc(b, run->path);
         pl_buf_str(b, "</code>: plumb ");
-        esc(b, str_of(run->run, "command"));
+        esc(b, report_str(run->run, "command"));
         const cJSON *seed = cJSON_GetObjectItemCaseSensitive(run->run, "seed");
         if (seed) {
             pl_buf_str(b, ", seed ");
-            json_value(b, seed);
+            report_json_value(b, seed, report_text_html_str);
         }
         pl_buf_str(b, ", plumb version ");
-        esc(b, str_of(run->run, "plumb_version"));
+        esc(b, report_str(run->run, "plumb_version"));
         pl_buf_str(b, "</summary>\n<table><tbody>\n");
         for (const cJSON *k = run->run->child; k; k = k->next) {
             pl_buf_str(b, "<tr><td>");
             esc(b, k->string);
             pl_buf_str(b, "</td><td>");
-            json_value(b, k);
+            report_json_value(b, k, report_text_html_str);
             pl_buf_str(b, "</td></tr>\n");
         }
         pl_buf_str(b, "</tbody></table></details>\n");
@@ -397,7 +374,7 @@ static void provenance(struct pl_buf *b, const struct report *r, const char *ver
                                        : "</td><td>");
                 const cJSON *v = cJSON_GetObjectItemCaseSensitive(x->obj, head[k]);
                 if (v)
-                    json_value(b, v);
+                    report_json_value(b, v, report_text_html_str);
             }
             pl_buf_str(b, "</td><td>");
             for (const cJSON *c = x->obj->child; c; c = c->next) {
@@ -409,7 +386,7 @@ static void provenance(struct pl_buf *b, const struct report *r, const char *ver
                     continue;
                 esc(b, c->string);
                 pl_buf_str(b, " = ");
-                json_value(b, c);
+                report_json_value(b, c, report_text_html_str);
                 pl_buf_str(b, "<br>");
             }
             pl_buf_str(b, "</td></tr>\n");

@@ -17,29 +17,6 @@ static const char *pairs(char *buf, double v)
     return buf;
 }
 
-static const char *str_of(const cJSON *o, const char *name)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(c) ? c->valuestring : NULL;
-}
-
-static void json_value(struct pl_buf *b, const cJSON *v)
-{
-    if (cJSON_IsString(v)) {
-        esc(b, v->valuestring);
-    } else if (cJSON_IsNumber(v)) {
-        pl_buf_printf(b, "%.9g", v->valuedouble);
-    } else {
-        char *t = cJSON_PrintUnformatted(v);
-        if (!t) {
-            b->oom = true;
-            return;
-        }
-        esc(b, t);
-        cJSON_free(t);
-    }
-}
-
 static const char *mark_text(int mark)
 {
     switch (mark) {
@@ -183,7 +160,7 @@ static void broken(struct pl_buf *b, const cJSON *rules, const cJSON *score)
 {
     if (cJSON_GetArraySize(rules)) {
         pl_buf_str(b, " (breaks ");
-        json_value(b, rules);
+        report_json_value(b, rules, report_text_md_str);
         pl_buf_str(b, ")");
     }
     if (cJSON_IsNumber(score))
@@ -204,28 +181,28 @@ static void critique(struct pl_buf *b, const struct report *r)
         pl_buf_printf(b, " (%ld prompts)\n\n", d->records);
         for (const cJSON *t = d->json->child; t; t = t->next) {
             pl_buf_str(b, "- **");
-            esc(b, str_of(t, "id"));
+            esc(b, report_str(t, "id"));
             pl_buf_str(b, "**: ");
-            esc(b, str_of(t, "prompt"));
+            esc(b, report_str(t, "prompt"));
             pl_buf_str(b, "\n  - draft: ");
-            esc(b, str_of(t, "draft"));
+            esc(b, report_str(t, "draft"));
             broken(b, cJSON_GetObjectItemCaseSensitive(t, "draft_broken"),
                    cJSON_GetObjectItemCaseSensitive(t, "draft_score"));
             const cJSON *rounds = cJSON_GetObjectItemCaseSensitive(t, "rounds");
             for (const cJSON *rd = rounds->child; rd; rd = rd->next) {
                 pl_buf_str(b, "\n  - ");
-                esc(b, str_of(rd, "principle"));
+                esc(b, report_str(rd, "principle"));
                 pl_buf_str(b, ": critique: ");
-                esc(b, str_of(rd, "critique"));
+                esc(b, report_str(rd, "critique"));
                 pl_buf_str(b, "; revision: ");
-                esc(b, str_of(rd, "revision"));
+                esc(b, report_str(rd, "revision"));
                 broken(b, cJSON_GetObjectItemCaseSensitive(rd, "broken"),
                        cJSON_GetObjectItemCaseSensitive(rd, "score"));
                 pl_buf_str(b, "; verdict ");
-                esc(b, str_of(rd, "verdict"));
+                esc(b, report_str(rd, "verdict"));
             }
             pl_buf_str(b, "\n  - final response: ");
-            esc(b, str_of(t, "response"));
+            esc(b, report_str(t, "response"));
             pl_buf_str(b, "\n");
         }
         pl_buf_str(b, "\n");
@@ -270,7 +247,7 @@ static void docs(struct pl_buf *b, const struct report *r)
                 pl_buf_str(b, "| ");
                 esc(b, k->string);
                 pl_buf_str(b, " | ");
-                json_value(b, k);
+                report_json_value(b, k, report_text_md_str);
                 pl_buf_str(b, " |\n");
             }
         }
@@ -294,7 +271,7 @@ static void provenance(struct pl_buf *b, const struct report *r, const char *ver
             pl_buf_str(b, k == run->run->child ? " " : ", ");
             esc(b, k->string);
             pl_buf_str(b, " = ");
-            json_value(b, k);
+            report_json_value(b, k, report_text_md_str);
         }
         pl_buf_str(b, "\n");
     }
@@ -318,7 +295,7 @@ static void provenance(struct pl_buf *b, const struct report *r, const char *ver
             pl_buf_str(b, " | ");
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(x->obj, head[k]);
             if (v)
-                json_value(b, v);
+                report_json_value(b, v, report_text_md_str);
         }
         pl_buf_str(b, " |\n");
     }

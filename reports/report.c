@@ -1569,3 +1569,27 @@ const char *report_group_prompt(const struct report *r, const struct report_samp
     }
     return NULL;
 }
+
+const char *report_str(const cJSON *o, const char *name)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(c) ? c->valuestring : NULL;
+}
+
+void report_json_value(struct pl_buf *b, const cJSON *v,
+                       void (*esc)(struct pl_buf *b, const char *s))
+{
+    if (cJSON_IsString(v)) {
+        esc(b, v->valuestring);
+    } else if (cJSON_IsNumber(v)) {
+        pl_buf_printf(b, "%.9g", v->valuedouble);
+    } else {
+        char *t = cJSON_PrintUnformatted(v);
+        if (!t) {
+            b->oom = true;
+            return;
+        }
+        esc(b, t);
+        cJSON_free(t);
+    }
+}

@@ -177,6 +177,14 @@ int report_json(const struct report *r, const struct report_page *page, struct p
 /* A run's series of `key`, or NULL. */
 const struct report_series *report_series_find(const struct report_run *run, const char *key);
 
+/* The string field `name` of o, or NULL when o has none. */
+const char *report_str(const cJSON *o, const char *name);
+
+/* v as text through esc (report_text_html_str or report_text_md_str): a string as it is, a
+ * number as %.9g, anything else as compact JSON. A failed allocation sets b->oom. */
+void report_json_value(struct pl_buf *b, const cJSON *v,
+                       void (*esc)(struct pl_buf *b, const char *s));
+
 /* The answer with this id in a, or NULL. */
 const struct report_answer *report_answer_find(const struct report_answers *a, const char *id);
 

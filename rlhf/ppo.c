@@ -120,7 +120,6 @@ void ppo_opts_default(struct ppo_opts *o)
                            .temperature = 1.0f,
                            .kl = {.beta = 0.2, .target = 0.0, .horizon = 10000.0},
                            .kl_estimator = PPO_KL_K1,
-                           .estimator = PPO_EST_GAE,
                            .gamma = 1.0,
                            .lambda = 0.95,
                            .cliprange = 0.2,
@@ -682,7 +681,7 @@ static int task_next(void *ctx, struct train_step *st, struct pl_err *err)
             return rc;
         shuffle(p, it);
         p->sum_pg = p->sum_vf = p->sum_approxkl = p->sum_clip = p->sum_vclip = p->sum_ratio = 0;
-        p->n_mb = p->n_tok = 0;
+        p->n_mb = 0;
         p->update_s = 0.0;
         p->it_tokens = 0;
         for (int i = 0; i < p->ro.rows; i++)

@@ -136,8 +136,6 @@ struct ppo_timing {
     long tokens;
 };
 
-enum ppo_estimator { PPO_EST_GAE };
-
 struct ppo_opts {
     const char *policy;  /* SFT model folder: the policy and the reference */
     const char *reward;  /* reward model folder (a scalar head); NULL with scorer */
@@ -159,7 +157,6 @@ struct ppo_opts {
     float temperature;  /* of rollouts and of the log-probs they are trained with (1) */
     struct ppo_kl_ctl kl;
     enum ppo_kl_estimator kl_estimator;
-    enum ppo_estimator estimator;
     double gamma, lambda;                       /* (1, 0.95) */
     double cliprange, cliprange_value, vf_coef; /* (0.2, 0.2, 0.1) */
     double ratio_guard;                         /* skip a minibatch with mean ratio above (10) */
@@ -208,7 +205,7 @@ struct ppo {
     double it_score, it_kl, it_beta; /* mean score and KL per response, beta used */
     double eval_reward, eval_kl;     /* the last held-out evaluation's */
     double sum_pg, sum_vf, sum_approxkl, sum_clip, sum_vclip, sum_ratio;
-    long n_mb, n_tok;
+    long n_mb;
     bool warn_high, warn_negative;
 };
 

@@ -32,24 +32,17 @@ __attribute__((format(printf, 1, 2))) static int plumb(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s >stdout.txt 2>stderr.txt", bin, args);
-    int status = system(cmd);
-    tap_read_into("stdout.txt", out, sizeof out);
-    tap_read_into("stderr.txt", err, sizeof err);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    snprintf(cmd, sizeof cmd, "%s %s", bin, args);
+    return tap_shell(cmd, out, sizeof out, err, sizeof err);
 }
 
 /* Same, through sh with a file size limit of `blocks` 512-byte blocks: a disk that fills up. */
 static int plumb_limited(int blocks, const char *args)
 {
     char cmd[4096 + sizeof bin];
-    snprintf(cmd, sizeof cmd,
-             "sh -c \"trap '' XFSZ; ulimit -f %d; exec %s %s\" >stdout.txt 2>stderr.txt", blocks,
-             bin, args);
-    int status = system(cmd);
-    tap_read_into("stdout.txt", out, sizeof out);
-    tap_read_into("stderr.txt", err, sizeof err);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    snprintf(cmd, sizeof cmd, "sh -c \"trap '' XFSZ; ulimit -f %d; exec %s %s\"", blocks, bin,
+             args);
+    return tap_shell(cmd, out, sizeof out, err, sizeof err);
 }
 
 static void write_text(const char *path, const char *text)

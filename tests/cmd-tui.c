@@ -49,11 +49,8 @@ __attribute__((format(printf, 1, 2))) static int plumb(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s </dev/null >stdout.txt 2>stderr.txt", bin, args);
-    int status = system(cmd);
-    tap_read_into("stdout.txt", out, sizeof out);
-    tap_read_into("stderr.txt", err, sizeof err);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    snprintf(cmd, sizeof cmd, "%s %s </dev/null", bin, args);
+    return tap_shell(cmd, out, sizeof out, err, sizeof err);
 }
 
 /* ---- plumb label on a pseudo-terminal ---- */

@@ -136,3 +136,50 @@ int tap_run_cmdv(char *out, size_t cap_out, char *err, size_t cap_err, int (*cmd
     tap_read_into(err_path, err, cap_err);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+int tap_system(const char *cmd)
+{
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int tap_shell(const char *cmd, char *out, size_t cap_out, char *err, size_t cap_err)
+{
+    size_t n = strlen(cmd) + 64;
+    char *line = malloc(n);
+    if (!line)
+        return -1;
+    snprintf(line, n, "%s >stdout.txt 2>stderr.txt", cmd);
+    int rc = tap_system(line);
+    free(line);
+    tap_read_into("stdout.txt", out, cap_out);
+    tap_read_into("stderr.txt", err, cap_err);
+    return rc;
+}
+
+static char *read_whole(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long len = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
+        buf = malloc((size_t)len + 1);
+    if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        free(buf);
+        buf = NULL;
+    }
+    if (f)
+        fclose(f);
+    *n = buf ? (size_t)len : 0;
+    return buf;
+}
+
+bool tap_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = read_whole(a, &na), *y = read_whole(b, &nb);
+    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}

@@ -6,6 +6,7 @@
 #include "model/gpt.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* A byte-tokenizer GPT-2 shape (vocab 257, end token 256) of the given size. */
@@ -38,6 +39,16 @@ void tap_write_file(const char *path, const char *text);
 /* The first cap - 1 bytes of the file at path into buf, NUL-terminated (empty when it cannot be
  * read); the bytes read. */
 size_t tap_read_into(const char *path, char *buf, size_t cap);
+
+/* system(cmd)'s exit status, or -1 when the command did not exit (a signal). */
+int tap_system(const char *cmd);
+
+/* Run the shell command cmd in the current folder, its standard output and error going through
+ * stdout.txt and stderr.txt there into out[cap_out] and err[cap_err]; tap_system's status. */
+int tap_shell(const char *cmd, char *out, size_t cap_out, char *err, size_t cap_err);
+
+/* Whether the files at a and b both exist and hold the same bytes. */
+bool tap_same_file(const char *a, const char *b);
 
 /* Run the command cmd as "NAME ARGS" (fmt and ap formatted, then split at spaces) in a child
  * process, its standard output into out[cap_out] and standard error into err[cap_err] (through

@@ -323,12 +323,6 @@ static void test_bandit(void)
 
 /* ---- the command ---- */
 
-static int run(const char *cmd)
-{
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char *slurp(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
@@ -340,16 +334,6 @@ static char *slurp(const char *path, size_t *n)
         buf[*n] = '\0';
     fclose(f);
     return buf;
-}
-
-static bool same_file(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
-    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-    pl_free(x);
-    pl_free(y);
-    return same;
 }
 
 /* metrics.jsonl without the wall-clock fields, which differ between runs. */
@@ -375,7 +359,7 @@ static bool same_metrics(const char *a, const char *b)
     return same;
 }
 
-static long state_exists(const char *dir)
+static bool state_exists(const char *dir)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/state.safetensors", dir);
@@ -406,11 +390,11 @@ static void test_kill(const char *bin)
     snprintf(cmd, sizeof cmd,
              "%s ppo %s --out %s --resume >/dev/null 2>&1 && %s ppo %s --out %s >/dev/null 2>&1",
              bin, opts, tap_tmp("killed"), bin, opts, tap_tmp("whole"));
-    int code = run(cmd);
+    int code = tap_system(cmd);
     tap_ok(WIFSIGNALED(st), "plumb ppo was killed with SIGKILL after a checkpoint");
-    tap_ok(code == 0 && same_file(tap_tmp("whole/model.safetensors"),
+    tap_ok(code == 0 && tap_same_file(tap_tmp("whole/model.safetensors"),
                                   tap_tmp("killed/model.safetensors")) &&
-               same_file(tap_tmp("whole/value/model.safetensors"),
+               tap_same_file(tap_tmp("whole/value/model.safetensors"),
                          tap_tmp("killed/value/model.safetensors")),
            "resumed, it ends with the uninterrupted run's policy and value model, bit for bit");
     tap_ok(same_metrics(tap_tmp("whole/metrics.jsonl"), tap_tmp("killed/metrics.jsonl")),
@@ -440,14 +424,14 @@ static void test_commands(void)
              "%s ppo --policy %s --reward %s --prompts %s --out %s --top-k 5 2>%s", bin,
              policy_dir, reward_dir, prompts_path, tap_tmp("x"), tap_tmp("err.txt"));
     size_t n;
-    int code = run(cmd);
+    int code = tap_system(cmd);
     char *e = slurp(tap_tmp("err.txt"), &n);
     tap_ok(code == 2 && e && strstr(e, "top-k and top-p would make the KL estimate dishonest"),
            "top-k is refused with exit status 2: %s", e ? e : "");
     pl_free(e);
     snprintf(cmd, sizeof cmd, "%s ppo --policy %s --reward %s --prompts %s --out %s 2>%s", bin,
              policy_dir, reward_dir, prompts_path, policy_dir, tap_tmp("err.txt"));
-    code = run(cmd);
+    code = tap_system(cmd);
     e = slurp(tap_tmp("err.txt"), &n);
     tap_ok(code == 2 && e && strstr(e, "is also an input"),
            "an output folder that is an input is refused: %s", e ? e : "");
@@ -455,14 +439,14 @@ static void test_commands(void)
     tap_write_file(tap_tmp("bad.jsonl"), "{\"id\": \"a\", \"prompt\": \"hi\"}\n{\"id\": \"b\"}\n");
     snprintf(cmd, sizeof cmd, "%s ppo --policy %s --reward %s --prompts %s --out %s 2>%s", bin,
              policy_dir, reward_dir, tap_tmp("bad.jsonl"), tap_tmp("bad"), tap_tmp("err.txt"));
-    code = run(cmd);
+    code = tap_system(cmd);
     e = slurp(tap_tmp("err.txt"), &n);
     tap_ok(code == 1 && e && strstr(e, "bad.jsonl:2:") && access(tap_tmp("bad"), F_OK) != 0,
            "a bad prompt line names file and line, exit 1, no run folder: %s", e ? e : "");
     pl_free(e);
     snprintf(cmd, sizeof cmd, "%s ppo --policy %s --reward %s --prompts %s --out %s 2>%s", bin,
              policy_dir, policy_dir, prompts_path, tap_tmp("nohead"), tap_tmp("err.txt"));
-    code = run(cmd);
+    code = tap_system(cmd);
     e = slurp(tap_tmp("err.txt"), &n);
     tap_ok(code == 1 && e && strstr(e, "no score head"),
            "a reward model without a head is refused: %s", e ? e : "");
@@ -472,7 +456,7 @@ static void test_commands(void)
              "%s bon --policy %s --reward %s --prompts %s --out %s -n 3 --max-new-tokens 5 "
              "--threads 1 >%s 2>/dev/null",
              bin, policy_dir, reward_dir, prompts_path, tap_tmp("bon.jsonl"), tap_tmp("bon.txt"));
-    code = run(cmd);
+    code = tap_system(cmd);
     char *out = slurp(tap_tmp("bon.jsonl"), &n);
     int lines = 0;
     for (size_t i = 0; out && i < n; i++)

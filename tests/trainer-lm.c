@@ -661,12 +661,6 @@ static void test_cut_line(void)
 
 /* ---- the commands ---- */
 
-static int run(const char *cmd)
-{
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* plumb pretrain killed with SIGKILL just after its first checkpoint, then resumed, ends with
  * the weights of an uninterrupted run. */
 static void test_kill(const char *bin)
@@ -692,7 +686,7 @@ static void test_kill(const char *bin)
              "%s pretrain --model %s --data %s --out %s %s >/dev/null 2>&1",
              bin, tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("killed"), opts, bin,
              tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("whole"), opts);
-    int code = run(cmd);
+    int code = tap_system(cmd);
     size_t na, nb;
     float *a = tap_load_params(tap_tmp("whole"), &na), *b = tap_load_params(tap_tmp("killed"), &nb);
     tap_ok(WIFSIGNALED(st) && at > 0 && at < 1000,
@@ -732,7 +726,7 @@ static void test_commands(void)
              "%s pretrain --model %s --data %s --out %s --steps 4 --batch 2 --seq 16 --warmup 1 "
              "--eval-every 2 --threads 2 >%s 2>&1",
              bin, tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("cli"), tap_tmp("cli.log"));
-    tap_is_int(run(cmd), 0, "plumb pretrain exits 0");
+    tap_is_int(tap_system(cmd), 0, "plumb pretrain exits 0");
     char curve[4096];
     loss_curve(tap_tmp("cli"), curve, sizeof curve);
     tap_ok(strncmp(curve, "0 ", 2) == 0 && strstr(curve, " 4 "),
@@ -740,7 +734,7 @@ static void test_commands(void)
     test_kill(bin);
     snprintf(cmd, sizeof cmd, "%s sft --model %s --data %s --out %s 2>%s", bin, tap_tmp("model"),
              tap_tmp("array.jsonl"), tap_tmp("cli2"), tap_tmp("cli2.log"));
-    int code = run(cmd);
+    int code = tap_system(cmd);
     char line[1024] = "", want[600];
     FILE *f = fopen(tap_tmp("cli2.log"), "r");
     if (f && !fgets(line, sizeof line, f))
@@ -751,18 +745,18 @@ static void test_commands(void)
     tap_ok(code == 1 && strcmp(line, want) == 0, "plumb sft on bad data exits 1: %s", line);
     snprintf(cmd, sizeof cmd, "%s sft --model %s --out %s 2>/dev/null", bin, tap_tmp("model"),
              tap_tmp("cli3"));
-    tap_is_int(run(cmd), 2, "plumb sft without --data exits 2");
+    tap_is_int(tap_system(cmd), 2, "plumb sft without --data exits 2");
 
     snprintf(cmd, sizeof cmd, "%s sft --help >%s 2>&1", bin, tap_tmp("help.log"));
-    tap_ok(run(cmd) == 0 && file_has(tap_tmp("help.log"), "sft"), "plumb sft --help exits 0");
+    tap_ok(tap_system(cmd) == 0 && file_has(tap_tmp("help.log"), "sft"), "plumb sft --help exits 0");
     snprintf(cmd, sizeof cmd, "%s pretrain --model %s --data %s --out %s --lr 100 2>%s", bin,
              tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("cli4"), tap_tmp("cli4.log"));
-    tap_ok(run(cmd) == 2 && file_has(tap_tmp("cli4.log"), "option '--lr': '100'"),
+    tap_ok(tap_system(cmd) == 2 && file_has(tap_tmp("cli4.log"), "option '--lr': '100'"),
            "--lr 100 exits 2 naming the option and the value");
     snprintf(cmd, sizeof cmd,
              "%s pretrain --model %s --data %s --out %s --steps 2 --batch 2 --seq 16 2>%s", bin,
              tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("cli"), tap_tmp("cli5.log"));
-    tap_ok(run(cmd) == 1 && file_has(tap_tmp("cli5.log"), "is not empty") &&
+    tap_ok(tap_system(cmd) == 1 && file_has(tap_tmp("cli5.log"), "is not empty") &&
                file_has(tap_tmp("cli5.log"), "--force") && state_step(tap_tmp("cli")) == 4,
            "a non-empty --out without --resume is refused and left as it was");
     snprintf(cmd, sizeof cmd,
@@ -770,7 +764,7 @@ static void test_commands(void)
              "--save-every 0 --eval-every 0 --force >/dev/null 2>&1",
              bin, tap_tmp("model"), tap_tmp("corpus.txt"), tap_tmp("cli"));
     char curve2[4096];
-    int code2 = run(cmd);
+    int code2 = tap_system(cmd);
     loss_curve(tap_tmp("cli"), curve2, sizeof curve2);
     tap_ok(code2 == 0 && state_step(tap_tmp("cli")) == 2 && strncmp(curve2, "1 ", 2) == 0,
            "--force replaces the older run: state and metrics.jsonl are this run's: %s", curve2);

@@ -7,6 +7,7 @@
 #include "model/gpt.h"
 #include "model/pl.h"
 #include "model/tensor.h"
+#include "tests/fixture.h"
 #include "tests/tap.h"
 
 #include <math.h>
@@ -281,33 +282,6 @@ static bool same_tensor(const char *run_a, const char *run_b, const char *name)
     return same;
 }
 
-static bool same_file(const char *a, const char *b)
-{
-    char *da = NULL, *db = NULL;
-    size_t na = 0, nb = 0;
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool same = false;
-    if (fa && fb) {
-        fseek(fa, 0, SEEK_END);
-        fseek(fb, 0, SEEK_END);
-        na = (size_t)ftell(fa);
-        nb = (size_t)ftell(fb);
-        rewind(fa);
-        rewind(fb);
-        da = malloc(na + 1);
-        db = malloc(nb + 1);
-        same = da && db && na == nb && fread(da, 1, na, fa) == na && fread(db, 1, nb, fb) == nb &&
-               memcmp(da, db, na) == 0;
-    }
-    if (fa)
-        fclose(fa);
-    if (fb)
-        fclose(fb);
-    free(da);
-    free(db);
-    return same;
-}
-
 static void test_two_models(void)
 {
     struct train_opts o;
@@ -350,8 +324,8 @@ static void test_two_models(void)
     if (!tap_ok(rc == PL_OK && res.start_step == 4 && res.steps == 10 && res.skipped_steps == 1,
                 "a run stopped at step 6 resumes from its step 4 checkpoint to step 10"))
         tap_diag("%s", err.msg);
-    tap_ok(same_file(tmp("whole/model.safetensors"), tmp("part/model.safetensors")) &&
-               same_file(tmp("whole/value/model.safetensors"), tmp("part/value/model.safetensors")),
+    tap_ok(tap_same_file(tmp("whole/model.safetensors"), tmp("part/model.safetensors")) &&
+               tap_same_file(tmp("whole/value/model.safetensors"), tmp("part/value/model.safetensors")),
            "both models' weights equal the uninterrupted run's, bit for bit");
     const char *moments[] = {"policy.adam.m", "policy.adam.v", "value.adam.m",
                              "value.adam.v",  "policy.adam.t", "value.adam.t"};
