@@ -164,6 +164,42 @@ static int grow_bufs(struct eval_scorer *s, size_t ints, size_t floats, struct p
 
 /* ---- the KV way ---- */
 
+/* The slot holding the stem: the token prefix every context of a scoring call shares (the
+ * harness's few-shot primer), run through the model once for the whole call rather than once
+ * per question. */
+static int stem_slot(const struct eval_scorer *s)
+{
+    return s->kv.max_seqs - 1;
+}
+
+/* The tokens the cache runs for unit x's context: all but its last, after the cut. */
+static const int *fed(const struct eval_scorer *s, const struct unit *x, int *len)
+{
+    *len = x->nc - 1 - x->cut;
+    return s->enc.ids + x->ctx + x->cut;
+}
+
+/* Length of the prefix shared by every unit's fed context tokens; 0 when too short to pay for
+ * its slot. Kept within one pass of the cache. */
+static int stem_len(const struct eval_scorer *s, const struct unit *u, size_t n)
+{
+    if (n < 2)
+        return 0;
+    int S;
+    const int *first = fed(s, &u[0], &S);
+    for (size_t i = 1; i < n && S > 0; i++) {
+        int L;
+        const int *x = fed(s, &u[i], &L);
+        int k = 0;
+        while (k < S && k < L && x[k] == first[k])
+            k++;
+        S = k;
+    }
+    if (S > s->kv.max_rows)
+        S = s->kv.max_rows;
+    return S >= 8 ? S : 0;
+}
+
 /* Score units u[0, n) that fit the cache at once: contexts first (one slot per distinct
  * (query, cut)), then every continuation from a fork of its context's slot. */
 static int kv_batch(struct eval_scorer *s, const struct unit *u, int n, double *ll,
@@ -198,18 +234,20 @@ static int kv_batch(struct eval_scorer *s, const struct unit *u, int n, double *
     }
     for (int k = 0; k < G + n; k++)
         c->len[k] = 0;
-    /* Pass 1: each context but its last token. */
+    /* Pass 1: each context but its last token, after the stem. */
     int np = 0;
     size_t r = 0;
     for (int g = 0; g < G; g++) {
-        const struct unit *first = &u[gctx[g]];
-        int L = first->nc - 1 - first->cut;
-        if (L <= 0)
+        int L;
+        const int *x = fed(s, &u[gctx[g]], &L);
+        if (s->stem > 0)
+            kv_fork(c, g, stem_slot(s));
+        if (L <= s->stem)
             continue;
         slot[np] = g;
-        count[np++] = L;
-        memcpy(tokens + r, ids + first->ctx + first->cut, sizeof *tokens * (size_t)L);
-        r += (size_t)L;
+        count[np++] = L - s->stem;
+        memcpy(tokens + r, x + s->stem, sizeof *tokens * (size_t)(L - s->stem));
+        r += (size_t)(L - s->stem);
     }
     if (np > 0 && (rc = kv_extend(c, np, slot, count, tokens, err)))
         return rc;
@@ -243,6 +281,7 @@ static int kv_batch(struct eval_scorer *s, const struct unit *u, int n, double *
 static int kv_take(const struct eval_scorer *s, const struct unit *u, int n)
 {
     const struct kv_cache *c = &s->kv;
+    int max_seqs = c->max_seqs - (s->stem > 0);
     int slots = 0, taken = 0;
     long pre = 0, post = 0;
     const struct unit *last = NULL;
@@ -252,8 +291,8 @@ static int kv_take(const struct eval_scorer *s, const struct unit *u, int n)
          * may find it shared with an earlier one: then a slot is left unused). */
         bool fresh = !last || x->ctx != last->ctx || x->cut != last->cut;
         int need = slots + 1 + fresh;
-        long p = pre + (fresh ? x->nc - 1 - x->cut : 0), q = post + x->m;
-        if (taken > 0 && (need > c->max_seqs || p > c->max_rows || q > c->max_rows))
+        long p = pre + (fresh ? x->nc - 1 - x->cut - s->stem : 0), q = post + x->m;
+        if (taken > 0 && (need > max_seqs || p > c->max_rows || q > c->max_rows))
             break;
         slots = need;
         pre = p;
@@ -313,6 +352,15 @@ int eval_score(struct eval_scorer *s, const struct eval_query *q, int n, double 
         rc = plan_query(s, &p, &q[i], i, err);
     if (!rc && !(p.ll = pl_malloc((p.n + 1) * sizeof *p.ll)))
         rc = pl_oom(err, "scores");
+    s->stem = 0;
+    if (!rc && s->mode == EVAL_SCORE_KV && s->kv.max_seqs > 2)
+        s->stem = stem_len(s, p.u, p.n);
+    if (s->stem > 0) {
+        int slot = stem_slot(s), len;
+        s->kv.len[slot] = 0;
+        rc = kv_extend(&s->kv, 1, &slot, &s->stem, fed(s, &p.u[0], &len), err);
+        s->tokens += s->stem;
+    }
     size_t done = 0;
     while (!rc && done < p.n) {
         int left = p.n - done > (size_t)1 << 30 ? 1 << 30 : (int)(p.n - done);

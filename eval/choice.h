@@ -48,6 +48,7 @@ struct eval_scorer {
     int batch;
     struct kv_cache kv; /* EVAL_SCORE_KV */
     long tokens;        /* tokens run through the model so far */
+    int stem;           /* tokens of the shared context prefix held in the last KV slot */
     /* Internal buffers of a batch. */
     struct tok_buf enc;
     int *ibuf;

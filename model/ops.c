@@ -519,44 +519,121 @@ void op_xent_fwd_ref(float *logp, float *lse, const float *logits, const int *ta
 
 /* ---- the KV cache (model/kv.c) ---- */
 
+/* Query rows a KV pass attends in one go: consecutive rows of one sequence share each key and
+ * value they load. */
+#define KV_TILE 4
+/* Scores or output columns held in registers at a time (one AVX-512 vector). */
+#define KV_W 16
+
 long op_attention_kv_scratch(int maxT, int threads)
 {
-    return (long)maxT * (threads > 0 ? threads : 1);
+    return (long)KV_TILE * maxT * (threads > 0 ? threads : 1);
 }
 
-/* One query row over keys 0..L-1 of one head (kt: keys transposed, row stride maxT). Every
- * row, prefill or decode, goes through here, so its sums run in one order whatever the pass
- * holds (a BLIS block's order depends on its shape). Plain loops: with the keys transposed the
- * scores are one axpy per dimension, with no horizontal sums. */
-static void kv_attend_row(float *out, float *s, const float *q, const float *kt, const float *v,
-                          int L, int hs, int maxT, float scale)
+/* Scores s[r][j0 + jj] (row stride maxT), jj < w, of nr rows: each sums q[r][c] * k[c][j] over
+ * c in order from 0, as a lone row's would. Inlined with constant nr and w, so that the
+ * accumulators stay in registers. */
+static inline __attribute__((always_inline)) void kv_scores(float *s, const float *qs,
+                                                            const float *kt, int j0, int w, int nr,
+                                                            int hs, int maxT)
 {
-    memset(s, 0, sizeof(float) * L);
+    float acc[KV_TILE][KV_W] = {{0}};
     for (int c = 0; c < hs; c++) {
-        const float *kc = kt + (size_t)c * maxT;
-        float qc = q[c] * scale;
+        const float *kc = kt + (size_t)c * maxT + j0;
+        for (int r = 0; r < nr; r++) {
+            float qc = qs[r * hs + c];
 #pragma omp simd
-        for (int j = 0; j < L; j++)
-            s[j] += qc * kc[j];
+            for (int jj = 0; jj < w; jj++)
+                acc[r][jj] += qc * kc[jj];
+        }
     }
-    float mx = -INFINITY;
+    for (int r = 0; r < nr; r++)
+        memcpy(s + (size_t)r * maxT + j0, acc[r], sizeof(float) * w);
+}
+
+/* out[r][c0 + cc], cc < w, of nr rows whose row r attends to keys 0..L0 + r - 1: the sum of
+ * p[r][j] * v[j][c] over j in order from 0, as a lone row's would. */
+static inline __attribute__((always_inline)) void kv_values(float *out, size_t ostride,
+                                                            const float *s, const float *inv,
+                                                            const float *v, int c0, int w, int nr,
+                                                            int L0, int hs, int maxT)
+{
+    float acc[KV_TILE][KV_W] = {{0}};
+    for (int j = 0; j < L0 + nr - 1; j++) {
+        const float *vj = v + (size_t)j * hs + c0;
+        for (int r = 0; r < nr; r++) {
+            if (j >= L0 + r)
+                continue;
+            float p = s[(size_t)r * maxT + j] * inv[r];
+#pragma omp simd
+            for (int cc = 0; cc < w; cc++)
+                acc[r][cc] += p * vj[cc];
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        memcpy(out + (size_t)r * ostride + c0, acc[r], sizeof(float) * w);
+}
+
+/* nr (<= KV_TILE) consecutive query rows of one sequence over one head (kt: keys transposed,
+ * row stride maxT); row r attends to keys 0..L0 + r - 1. Every row, prefill or decode, goes
+ * through here and its sums run in the same order whatever rows share its tile or pass, so its
+ * result is the same bits in any batch (a BLIS block's order depends on its shape). Plain loops:
+ * with the keys transposed the scores need no horizontal sums. */
+static inline __attribute__((always_inline)) void kv_attend_tile(float *out, size_t ostride,
+                                                                 float *s, const float *qs,
+                                                                 const float *kt, const float *v,
+                                                                 int L0, int nr, int hs, int maxT)
+{
+    float inv[KV_TILE];
+    int Lmax = L0 + nr - 1, j0 = 0;
+    for (; j0 + KV_W <= Lmax; j0 += KV_W)
+        kv_scores(s, qs, kt, j0, KV_W, nr, hs, maxT);
+    if (j0 < Lmax)
+        kv_scores(s, qs, kt, j0, Lmax - j0, nr, hs, maxT);
+    for (int r = 0; r < nr; r++) {
+        float *sr = s + (size_t)r * maxT;
+        int L = L0 + r;
+        float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
-    for (int j = 0; j < L; j++)
-        mx = s[j] > mx ? s[j] : mx;
-    float sum = 0.0f;
+        for (int j = 0; j < L; j++)
+            mx = sr[j] > mx ? sr[j] : mx;
+        float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < L; j++) {
-        s[j] = fexp(s[j] - mx);
-        sum += s[j];
+        for (int j = 0; j < L; j++) {
+            sr[j] = fexp(sr[j] - mx);
+            sum += sr[j];
+        }
+        inv[r] = 1.0f / sum;
     }
-    float inv = 1.0f / sum;
-    memset(out, 0, sizeof(float) * hs);
-    for (int j = 0; j < L; j++) {
-        const float *vj = v + (size_t)j * hs;
-        float p = s[j] * inv;
-#pragma omp simd
+    int c0 = 0;
+    for (; c0 + KV_W <= hs; c0 += KV_W)
+        kv_values(out, ostride, s, inv, v, c0, KV_W, nr, L0, hs, maxT);
+    if (c0 < hs)
+        kv_values(out, ostride, s, inv, v, c0, hs - c0, nr, L0, hs, maxT);
+}
+
+/* kv_attend_tile with the queries q[r] (row stride qstride) scaled, for a constant nr. */
+static void kv_attend_rows(float *out, size_t ostride, float *s, const float *q, size_t qstride,
+                           const float *kt, const float *v, int L0, int nr, int hs, int maxT,
+                           float scale)
+{
+    float qs[KV_TILE * hs];
+    for (int r = 0; r < nr; r++)
         for (int c = 0; c < hs; c++)
-            out[c] += p * vj[c];
+            qs[r * hs + c] = q[(size_t)r * qstride + c] * scale;
+    switch (nr) {
+    case 1:
+        kv_attend_tile(out, ostride, s, qs, kt, v, L0, 1, hs, maxT);
+        break;
+    case 2:
+        kv_attend_tile(out, ostride, s, qs, kt, v, L0, 2, hs, maxT);
+        break;
+    case 3:
+        kv_attend_tile(out, ostride, s, qs, kt, v, L0, 3, hs, maxT);
+        break;
+    default:
+        kv_attend_tile(out, ostride, s, qs, kt, v, L0, KV_TILE, hs, maxT);
+        break;
     }
 }
 
@@ -567,20 +644,22 @@ void op_attention_kv_fwd(float *out, float *k, float *v, float *scratch, int thr
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     size_t per_head = (size_t)maxT * hs, per_slot = per_head * NH;
-    int first[B + 1];
+    /* first[i]: sequence i's first row; tile[i]: its first tile of up to KV_TILE rows. */
+    int first[B + 1], tile[B + 1];
     long work = 0;
-    first[0] = 0;
+    first[0] = tile[0] = 0;
     for (int i = 0; i < B; i++) {
         first[i + 1] = first[i] + n[i];
+        tile[i + 1] = tile[i] + (n[i] + KV_TILE - 1) / KV_TILE;
         work += (long)n[i] * (past[i] + n[i]) * C;
     }
-    int N = first[B];
+    int tiles = tile[B];
     int nt = omp_get_max_threads() < threads ? omp_get_max_threads() : threads;
     if (work <= PAR_MIN)
         nt = 1;
 #pragma omp parallel num_threads(nt)
     {
-        /* Every new row's key and value into the cache first, then each row attends: the rows
+        /* Every new row's key and value into the cache first, then each tile attends: the rows
          * of a long prefill spread over the threads like those of many sequences. */
 #pragma omp for collapse(2) schedule(static)
         for (int i = 0; i < B; i++)
@@ -594,22 +673,25 @@ void op_attention_kv_fwd(float *out, float *k, float *v, float *scratch, int thr
                     memcpy(vh + (size_t)(past[i] + r) * hs, x + 2 * C, sizeof(float) * hs);
                 }
             }
-        float *s = scratch + (size_t)omp_get_thread_num() * maxT;
+        float *s = scratch + (size_t)omp_get_thread_num() * KV_TILE * maxT;
 #pragma omp for collapse(2) schedule(dynamic, 4)
-        for (int row = 0; row < N; row++)
+        for (int t = 0; t < tiles; t++)
             for (int h = 0; h < NH; h++) {
                 int lo = 0, hi = B - 1;
                 while (lo < hi) {
                     int mid = (lo + hi + 1) / 2;
-                    if (first[mid] <= row)
+                    if (tile[mid] <= t)
                         lo = mid;
                     else
                         hi = mid - 1;
                 }
-                int i = lo, at = past[i] + row - first[i];
-                kv_attend_row(out + (size_t)row * C + h * hs, s, qkv + (size_t)row * C3 + h * hs,
-                              k + slot[i] * per_slot + h * per_head,
-                              v + slot[i] * per_slot + h * per_head, at + 1, hs, maxT, scale);
+                int i = lo, r0 = (t - tile[i]) * KV_TILE, row = first[i] + r0;
+                int nr = n[i] - r0 < KV_TILE ? n[i] - r0 : KV_TILE;
+                kv_attend_rows(out + (size_t)row * C + h * hs, (size_t)C, s,
+                               qkv + (size_t)row * C3 + h * hs, (size_t)C3,
+                               k + slot[i] * per_slot + h * per_head,
+                               v + slot[i] * per_slot + h * per_head, past[i] + r0 + 1, nr, hs,
+                               maxT, scale);
             }
     }
 }

@@ -151,6 +151,47 @@ int main(void)
     tap_ok(rc == PL_OK && l4[0] == l4[2] && l4[0] == l4[3] && t4[2] == 2 && l4[1] != l4[0],
            "a repeated continuation: scored once, the same bits as alone");
 
+    /* Questions after one primer: the primer runs once for the whole call (the stem), and the
+     * results equal full scoring, also when a context is the primer alone. */
+    static const char *const sc0[] = {" yes", " no"};
+    static const char *const sc1[] = {" red", " green", " blue"};
+    struct eval_query stemq[3] = {{"Q: Is it?\nA: Yes.\n\nQ: Colour?\nA:", sc1, 3},
+                                  {"Q: Is it?\nA: Yes.\n\nQ: Open?\nA:", sc0, 2},
+                                  {"Q: Is it?\nA: Yes.\n\nQ:", sc0, 2}};
+    double st_kv[7], st_kv3[7], st_full[7];
+    long fed_rows = 0;
+    rc = eval_scorer_load(&s, mdir, EVAL_SCORE_KV, 32, &err);
+    if (!rc)
+        rc = eval_score(&s, stemq, 3, st_kv, NULL, NULL, &err);
+    int stem = s.stem;
+    fed_rows = s.tokens;
+    eval_scorer_release(&s);
+    if (!rc)
+        rc = eval_scorer_load(&s, mdir, EVAL_SCORE_KV, 3, &err);
+    if (!rc)
+        rc = eval_score(&s, stemq, 3, st_kv3, NULL, NULL, &err);
+    eval_scorer_release(&s);
+    if (!rc)
+        rc = eval_scorer_load(&s, mdir, EVAL_SCORE_FULL, 4, &err);
+    if (!rc)
+        rc = eval_score(&s, stemq, 3, st_full, NULL, NULL, &err);
+    eval_scorer_release(&s);
+    double worst_s = 0, worst_s3 = 0;
+    for (int i = 0; i < 7; i++) {
+        worst_s = fmax(worst_s, fabs(st_kv[i] - st_full[i]));
+        worst_s3 = fmax(worst_s3, fabs(st_kv[i] - st_kv3[i]));
+    }
+    tap_is_int(rc, PL_OK, "questions after a shared primer scored both ways");
+    /* The stem is what every context runs before its last token: the third context (21 bytes)
+     * but its last, 20 tokens, run once instead of three times. Then the other contexts' rest
+     * (32 and 30 bytes, less the stem and their last) and the continuations (4 + 6 + 5 bytes,
+     * twice 4 + 3). */
+    tap_is_int(stem, 20, "the primer is one stem of 20 tokens");
+    tap_is_int((int)fed_rows, 20 + (31 - 20) + (29 - 20) + 15 + 2 * 7,
+               "tokens run: the stem once, each context's rest, each continuation");
+    tap_ok(worst_s < 1e-5, "after a stem, equal to full scoring (worst %.2g)", worst_s);
+    tap_ok(worst_s3 == 0, "the same bits with 3 slots (one question at a time) as with 32");
+
     static const char *const empty[] = {"a", ""};
     struct eval_query bad = {"ctx", empty, 2};
     rc = eval_scorer_load(&s, mdir, EVAL_SCORE_KV, 8, &err);
