@@ -182,6 +182,7 @@ static void trace_line(struct pl_buf *b, const struct ds_prompt_rec *p,
         pl_buf_str(b, k ? ",{\"principle\":" : "{\"principle\":");
         pl_buf_json(b, name, strlen(name));
         put_key(b, "critique", rd->critique);
+        put_key(b, "critique_by", rd->rule_critique ? "rule" : "model");
         put_key(b, "revision", rd->revision);
         put_broken(b, "broken", c, rd->broken_rules);
         put_score(b, "score", rd->score);
@@ -207,7 +208,7 @@ static void sft_line(struct pl_buf *b, const struct ds_prompt_rec *p,
 }
 
 struct sl_counts {
-    long prompts, draft_broken, final_broken, revised, by_rules, by_critique;
+    long prompts, draft_broken, final_broken, revised, by_rules, by_critique, rule_critiques;
 };
 
 /* A chunk of prompts (places idx[0, n) in the file): revise them, then append each one's sft
@@ -243,6 +244,7 @@ static int sl_chunk(struct critique_run *r, const struct ds_prompts *set, const 
         for (int k = 0; k < t->n_rounds; k++) {
             cnt->by_rules += t->rounds[k].verdict == CRITIQUE_KEPT_RULES;
             cnt->by_critique += t->rounds[k].verdict == CRITIQUE_KEPT_CRITIQUE;
+            cnt->rule_critiques += t->rounds[k].rule_critique;
         }
     }
     pl_buf_release(&b);
@@ -301,9 +303,9 @@ static int sl_stage(const struct critique_args *a, const struct ds_constitution 
         fprintf(stderr,
                 "critique: %ld prompts (%zu done before): drafts breaking a rule %ld, final "
                 "responses breaking one %ld; revised %ld, kept revisions: %ld for the rules, %ld "
-                "for the model's own critique\n",
+                "for the model's own critique; critiques a rule wrote: %ld\n",
                 cnt.prompts, done.n, cnt.draft_broken, cnt.final_broken, cnt.revised, cnt.by_rules,
-                cnt.by_critique);
+                cnt.by_critique, cnt.rule_critiques);
     }
     critique_run_release(&r);
     pl_free(todo);

@@ -103,6 +103,12 @@ static int read_rule(struct ds_constitution *c, const struct where *w, const cJS
     r->label = io_arena_strndup(&c->strings, label, strlen(label));
     if (!r->label)
         return pl_oom(err, "constitution");
+    const cJSON *said = cJSON_GetObjectItemCaseSensitive(obj, "critique");
+    if (said && (!cJSON_IsString(said) || !said->valuestring[0]))
+        return bad(w, err, "rule %d: field 'critique': expected a non-empty string", number);
+    if (said && !(r->critique = io_arena_strndup(&c->strings, said->valuestring,
+                                                 strlen(said->valuestring))))
+        return pl_oom(err, "constitution");
     if (r->kind == DS_RULE_MAX_WORDS) {
         const cJSON *max = cJSON_GetObjectItemCaseSensitive(obj, "max");
         if (!cJSON_IsNumber(max) || max->valuedouble < 0 || max->valuedouble > 1e9 ||

@@ -12,6 +12,10 @@
  *                                              broken when the prompt matches P (a request that
  *                                              must be refused) and the response does not
  *                                              match R (a refusal).
+ * Any rule may also carry "critique": C, a non-empty text that the SL stage gives as the
+ * critique, instead of the model's own, when the response breaks the rule under the round's
+ * principle: a machine-checked rule then tells the model what is wrong where its own critique
+ * would miss it (rlhf/critique.h).
  * Patterns are PCRE2 (UTF, invalid UTF-8 in model text matches nothing). Every error names the
  * file and the principle: "c.json: principle 'honesty': rule 2: field 'pattern': cannot compile
  * the pattern: missing closing parenthesis (at 7)". */
@@ -35,6 +39,7 @@ struct ds_rule {
     int principle;     /* index of the principle it belongs to */
     const char *label; /* "honesty/forbid_regex:1" (1-based within the principle): for reports */
     const char *pattern, *refusal; /* sources; NULL when the kind has none */
+    const char *critique;          /* the rule's own critique; NULL: none */
     long max_words;
     void *re, *re_refusal; /* compiled (pcre2_code *) */
 };

@@ -18,7 +18,8 @@ enum {
 
 /* Write the world of `seed` into dir (created with its parents if missing; files already there
  * are replaced): corpus.txt, sft.jsonl, sft_eval.jsonl, prompts.jsonl, qa_eval.jsonl,
- * mc_eval.jsonl, bias_pairs.jsonl, constitution.json, annotators.json and world.json. Each file
+ * mc_eval.jsonl, bias_pairs.jsonl, constitution.json, annotators.json, redteam.jsonl and
+ * world.json. Each file
  * is written atomically (io_write_atomic): whole, or left as it was. The same seed writes the
  * same bytes on every machine. Errors: PL_EIO naming the path and why, PL_ENOMEM. */
 int ds_world_write(const char *dir, uint64_t seed, struct pl_err *err);

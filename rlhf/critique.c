@@ -265,6 +265,16 @@ static const char *current(const struct critique_trace *t)
     return critique_trace_final(t);
 }
 
+/* The critique of the first rule of principle p that the response breaks (broken: [n_rules])
+ * and that carries one; NULL when there is none. */
+static const char *rule_critique(const struct ds_constitution *c, int p, const bool *broken)
+{
+    for (int k = 0; k < c->n_rules; k++)
+        if (c->rules[k].principle == p && broken[k] && c->rules[k].critique)
+            return c->rules[k].critique;
+    return NULL;
+}
+
 /* The principle of each round of the prompt at place index. */
 static int draw_principle(const struct critique_run *r, struct pl_rng *rng)
 {
@@ -289,9 +299,20 @@ static int revise_round(struct critique_run *r, const char *const *prompts, cons
     if (!rc)
         rc = generate(r, (const char *const *)ctx, seq, n, texts, err);
     for (int i = 0; !rc && i < n; i++) {
-        struct critique_round *rd = &tr[i].rounds[k];
-        rd->critique = texts[i];
+        struct critique_trace *t = &tr[i];
+        struct critique_round *rd = &t->rounds[k];
+        const char *said = rule_critique(
+            r->c, rd->principle,
+            t->final_round >= 0 ? t->rounds[t->final_round].broken_rules : t->draft_rules);
+        rd->rule_critique = said != NULL;
+        rd->critique = said ? pl_strdup(said) : texts[i];
+        if (said)
+            pl_free(texts[i]);
         texts[i] = NULL;
+        if (!rd->critique) {
+            rc = pl_oom(err, "critiques");
+            break;
+        }
         pl_free(ctx[i]);
         ctx[i] = step_context(r, prompts[i], current(&tr[i]), &r->c->principles[rd->principle],
                               rd->critique);

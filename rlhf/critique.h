@@ -6,7 +6,9 @@
  * under its critique request and then a revision under its revision request, in the format of
  * datasets/constitution.h (few-shot examples first, when given). Every draft and revision is
  * checked against all the constitution's rules; a revision replaces the current response when
- * critique_accept says so. A step's context that does not fit the model's window keeps its last
+ * critique_accept says so. When the current response breaks a rule of the round's principle
+ * that carries a critique of its own, that text is the round's critique instead of the
+ * model's (small models critique poorly; a machine-checked rule knows what is wrong). A step's context that does not fit the model's window keeps its last
  * n_positions - max_new_tokens tokens, as the toy world's demonstrations do.
  *
  * AI feedback (RL stage): the model is asked which of two responses better meets a principle,
@@ -84,6 +86,7 @@ void critique_opts_default(struct critique_opts *o);
 struct critique_round {
     int principle;
     char *critique, *revision;
+    bool rule_critique; /* the critique is a broken rule's own, not the model's */
     int broken;         /* rules the revision breaks */
     bool *broken_rules; /* [n_rules] */
     double score;       /* reward of the revision */

@@ -22,7 +22,8 @@ static const char good[] =
     "{\"kind\": \"max_words\", \"max\": 4}]},"
     "{\"name\": \"safe\", \"critique_request\": \"Could it hurt?\", \"revision_request\": "
     "\"Decline.\", \"rules\": ["
-    "{\"kind\": \"refuse_if_regex\", \"pattern\": \"(?i)poison\", \"refusal\": \"(?i)sorry\"}]},"
+    "{\"kind\": \"refuse_if_regex\", \"pattern\": \"(?i)poison\", \"refusal\": \"(?i)sorry\", "
+    "\"critique\": \"It could hurt.\"}]},"
     "{\"name\": \"plain\", \"critique_request\": \"Plain?\", \"revision_request\": \"Be plain.\"}"
     "]}";
 
@@ -60,7 +61,7 @@ static void test_rules(void)
     int rc = load_text(&c, "good.json", good, &err);
     tap_is_int(rc, PL_OK, "a good constitution loads (%s)", err.msg);
     if (rc) {
-        tap_skip(12, "no constitution");
+        tap_skip(13, "no constitution");
         return;
     }
     tap_ok(c.n_principles == 3 && c.n_rules == 4 && c.principles[0].n_rules == 3 &&
@@ -68,6 +69,9 @@ static void test_rules(void)
            "3 principles, 4 rules, a principle without rules");
     tap_is_str(c.rules[2].label, "honest/max_words:3", "a rule's label");
     tap_is_str(c.principles[1].revision_request, "Decline.", "a revision request");
+    tap_ok(c.rules[3].critique && strcmp(c.rules[3].critique, "It could hurt.") == 0 &&
+               !c.rules[0].critique,
+           "a rule's own critique, and a rule without one");
     const char *q = "User: hi\nAssistant:";
     tap_is_str(verdict(&c, q, "It is blue."), "0000", "a clean answer breaks nothing");
     tap_is_str(verdict(&c, q, "It is SURELY blue."), "1000", "forbid_regex, case-insensitive");
@@ -121,6 +125,9 @@ static void test_bad(void)
         {"{\"principles\": [{\"name\": \"p\", \"critique_request\": \"a\", \"revision_request\": "
          "\"b\"}, {\"name\": \"p\", \"critique_request\": \"a\", \"revision_request\": \"b\"}]}",
          "bad.json: principle 'p': field 'name': the same name as principle 1"},
+        {"{\"principles\": [{\"name\": \"p\", \"critique_request\": \"a\", \"revision_request\": "
+         "\"b\", \"rules\": [{\"kind\": \"max_words\", \"max\": 2, \"critique\": \"\"}]}]}",
+         "bad.json: principle 'p': rule 1: field 'critique': expected a non-empty string"},
         {"{\"principles\": [{\"name\": \"p\", \"critique_request\": \"a\", \"revision_request\": "
          "\"b\", \"rules\": {}}]}",
          "bad.json: principle 'p': field 'rules': expected an array of rules"},

@@ -1,5 +1,6 @@
 /* datasets-world: the toy world is deterministic, parses with the ds loaders, and keeps its
  * promises (held-out facts, unknown places, group skew). */
+#include "datasets/constitution.h"
 #include "datasets/ds.h"
 #include "datasets/world.h"
 #include "tests/tap.h"
@@ -13,6 +14,7 @@
 static const char *const files[] = {
     "world.json",    "corpus.txt",    "sft.jsonl",        "sft_eval.jsonl",    "prompts.jsonl",
     "qa_eval.jsonl", "mc_eval.jsonl", "bias_pairs.jsonl", "constitution.json", "annotators.json",
+    "redteam.jsonl",
 };
 #define N_FILES ((int)(sizeof files / sizeof *files))
 
@@ -77,7 +79,8 @@ static uint64_t fnv1a(const char *p, size_t n)
 }
 
 /* "The same seed writes the same bytes on every machine": seed 1's files against sizes and
- * hashes committed here (from plumb 0.1.0's world, hashed apart from this test). A change of
+ * hashes committed here (from plumb 0.1.0's world, hashed apart from this test; the constitution
+ * and redteam.jsonl since the red-team prompts). A change of
  * the RNG, of an iteration order, of libm or of the JSON writer shows up here first. */
 static void test_known_bytes(void)
 {
@@ -94,8 +97,9 @@ static void test_known_bytes(void)
         {"qa_eval.jsonl", 24233, 0xc8635ca07b8987ddull},
         {"mc_eval.jsonl", 30651, 0xc9ca237c55e7b8d8ull},
         {"bias_pairs.jsonl", 6796, 0x3535b7ddbd2a4c4eull},
-        {"constitution.json", 927, 0x0bd7a1f7f815e61cull},
+        {"constitution.json", 993, 0xcda1b1ac1d6025c6ull},
         {"annotators.json", 560, 0x5c8ff68a208d82f3ull},
+        {"redteam.jsonl", 24087, 0x17c9b0434f1735ffull},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         struct ds_text t = slurp("a", want[i].file);
@@ -240,6 +244,15 @@ static bool check_prompt(const cJSON *o, const struct truth *t)
     bool held = strcmp(attr, str_of(place, "held_out")) == 0;
     bool for_rm = strcmp(attr, str_of(place, "rm_attribute")) == 0;
     return train ? !held && !for_rm : rm ? for_rm : test && held;
+}
+
+/* A red-team request: harmful, about a known place. */
+static bool check_redteam(const cJSON *o, const struct truth *t)
+{
+    const char *split = str_of(o, "split"), *kind = str_of(o, "kind");
+    const cJSON *place = find_place(t, str_of(o, "place"));
+    return str_of(o, "id") && str_of(o, "prompt") && split && strcmp(split, "redteam") == 0 &&
+           kind && strcmp(kind, "harmful") == 0 && place && is_status(place, "known");
 }
 
 /* The answer is the truth for known places and null for unknown ones. */
@@ -389,8 +402,9 @@ static void test_jsonl_files(const struct truth *t)
     } checks[] = {{"prompts.jsonl", check_prompt, 200},
                   {"qa_eval.jsonl", check_qa, 80},
                   {"mc_eval.jsonl", check_mc, DS_WORLD_KNOWN * DS_WORLD_ATTRS},
-                  {"bias_pairs.jsonl", check_bias, 24}};
-    for (int i = 0; i < 4; i++) {
+                  {"bias_pairs.jsonl", check_bias, 24},
+                  {"redteam.jsonl", check_redteam, 100}};
+    for (int i = 0; i < 5; i++) {
         long count = 0;
         int failed = each_object(checks[i].file, checks[i].check, t, &count);
         tap_ok(failed == 0 && count >= checks[i].min,
@@ -399,6 +413,54 @@ static void test_jsonl_files(const struct truth *t)
 }
 
 /* ---- the promises ---- */
+
+/* Red-team prompts: requests the constitution says must be refused, asked in forms sft.jsonl
+ * never has, none of them a test prompt or naming a held-out fact (checked with the others in
+ * test_held_out's way: their revisions become SFT data). */
+static void test_redteam(const struct truth *t)
+{
+    struct pl_err err = {0};
+    struct ds_prompts red, all;
+    struct ds_constitution c;
+    int rc = ds_prompts_init(&red, path_in("a", "redteam.jsonl"), 0, &err);
+    if (!rc)
+        rc = ds_prompts_init(&all, path_in("a", "prompts.jsonl"), 0, &err);
+    if (!rc)
+        rc = ds_constitution_load(&c, path_in("a", "constitution.json"), &err);
+    tap_is_int(rc, PL_OK, "redteam.jsonl, prompts.jsonl and the constitution load (%s)", err.msg);
+    if (rc)
+        return;
+    struct ds_text sft = slurp("a", "sft.jsonl");
+    int must_refuse = 0, in_prompts = 0, form_in_sft = 0, leaked = 0;
+    for (size_t i = 0; i < red.n; i++) {
+        const char *q = red.recs[i].prompt;
+        int broken = 0;
+        ds_constitution_check(&c, q, " Sure.\n", NULL, &broken, &err);
+        must_refuse += broken > 0;
+        for (size_t j = 0; j < all.n; j++)
+            in_prompts += strcmp(q, all.recs[j].prompt) == 0;
+        /* The form is the request up to its first name: "User: How do I rob a shop that". */
+        char form[64];
+        snprintf(form, sizeof form, "%.*s", (int)(strcspn(q + 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") + 16), q);
+        form_in_sft += strstr(sft.data, form) != NULL;
+        const cJSON *p;
+        cJSON_ArrayForEach(p, t->places)
+        {
+            const char *held = is_status(p, "known") ? str_of(p, "held_out") : NULL;
+            leaked += held && strstr(q, str_of(p, held)) != NULL;
+        }
+    }
+    tap_ok(red.n >= 100, "redteam.jsonl: %zu requests", red.n);
+    tap_is_int(must_refuse, (long)red.n, "the constitution says every red-team request must be "
+                                         "refused");
+    tap_is_int(in_prompts, 0, "no red-team request is one of prompts.jsonl's");
+    tap_is_int(form_in_sft, 0, "sft.jsonl has none of their forms");
+    tap_is_int(leaked, 0, "none names a held-out fact");
+    ds_text_release(&sft);
+    ds_constitution_release(&c);
+    ds_prompts_release(&red);
+    ds_prompts_release(&all);
+}
 
 static void test_held_out(const struct truth *t)
 {
@@ -534,6 +596,7 @@ int main(void)
         test_json_files();
         test_jsonl_files(&t);
         test_held_out(&t);
+        test_redteam(&t);
         test_group_skew(&t);
     }
     cJSON_Delete(t.doc);

@@ -97,7 +97,7 @@ static const char constitution[] =
     "{\"principles\": ["
     "{\"name\": \"honest\", \"critique_request\": \"True?\", \"revision_request\": \"Fix it.\","
     " \"rules\": [{\"kind\": \"max_words\", \"max\": 3}, "
-    "{\"kind\": \"require_regex\", \"pattern\": \"\\\\.$\"}]},"
+    "{\"kind\": \"require_regex\", \"pattern\": \"\\\\.$\", \"critique\": \"No full stop.\"}]},"
     "{\"name\": \"kind\", \"critique_request\": \"Kind?\", \"revision_request\": \"Be kind.\"}"
     "]}";
 
@@ -232,7 +232,7 @@ static void test_revise(const char *dir, const struct ds_constitution *c)
                              "User: Snow?\nAssistant:", "User: Sea?\nAssistant:"};
     const long index[] = {0, 1, 2, 3};
     struct pl_buf text[2] = {{0}, {0}};
-    int complete = 0, rules_ok = 0, verdicts_ok = 0;
+    int complete = 0, rules_ok = 0, verdicts_ok = 0, said_ok = 0, said = 0;
     for (int run = 0; run < 2; run++) {
         struct critique_opts o;
         critique_opts_default(&o);
@@ -268,6 +268,14 @@ static void test_revise(const char *dir, const struct ds_constitution *c)
             bool v = true;
             for (int k = 0; k < 3; k++) {
                 const struct critique_round *rd = &t->rounds[k];
+                /* The rule's own critique exactly when the current response breaks it under the
+                 * round's principle (honest, rule 2), else the model's. */
+                bool broken[2];
+                ds_constitution_check(c, prompts[i], cur_text, broken, &n, &err);
+                bool by_rule = rd->principle == 0 && broken[1];
+                said_ok += rd->rule_critique == by_rule &&
+                           (!by_rule || strcmp(rd->critique, "No full stop.") == 0);
+                said += by_rule;
                 int want = critique_accept(cur, rd->broken, strcmp(rd->revision, cur_text) == 0,
                                            false, 0, 0, true);
                 v = v && want == rd->verdict;
@@ -288,6 +296,10 @@ static void test_revise(const char *dir, const struct ds_constitution *c)
     tap_is_int(complete, 8, "every trace has its draft and 3 rounds of critique and revision");
     tap_is_int(rules_ok, 8, "every draft's broken rules are counted");
     tap_is_int(verdicts_ok, 8, "every verdict and the final response follow the acceptance rule");
+    tap_ok(said_ok == 24 && said > 0,
+           "a broken rule of the round's principle gives its own critique (%d of 24 rounds), "
+           "else the model writes it",
+           said);
     tap_ok(text[0].p && text[1].p && strcmp(text[0].p, text[1].p) == 0,
            "a prompt's trace is the same in a batch of 4 and alone, in another order");
     pl_buf_release(&text[0]);
@@ -377,7 +389,7 @@ int main(void)
         rc = ds_constitution_load(&c, tap_tmp("c.json"), &err);
     if (rc) {
         tap_diag("%s", err.msg);
-        tap_skip(15, "no model");
+        tap_skip(16, "no model");
         return tap_done();
     }
     test_compare(dir, &c);

@@ -240,9 +240,11 @@ $(P)/ppo.json: $(ALIGN_EVAL) $(EV)/bon_sft.jsonl $(EV)/bon_ppo.jsonl $(D)/ppo/.d
 # ---- constitutional critique ----
 #
 # The SL stage (plumb critique) on the world's harmful and unknown-place prompts outside the test
-# split, with the SFT model, the world's constitution and the reward model, 2 rounds; --ties keeps
-# a revision that breaks as many rules when the reward model scores it no lower, so the model's
-# own critique can act where no rule does. Then SFT from the SFT model on the kept revisions with
+# split and its red-team requests (redteam.jsonl: forms the SFT data never has, none a test
+# prompt), with the SFT model, the world's constitution and the reward model, 2 rounds. Where a
+# response breaks the refusal rule, the rule's own critique stands in for the model's, which
+# misses requests of an unseen form; --ties keeps a revision that breaks as many rules when the
+# reward model scores it no lower, so the model's own critique can act where no rule does. Then SFT from the SFT model on the kept revisions with
 # the SFT data replayed (revisions alone teach "I don't know." for everything), and greedy
 # answers to the test prompts before and after, judged by the constitution's rules and the world
 # eval.
@@ -253,6 +255,7 @@ $(CR)/prompts.jsonl: $(W)/.done
 	@perl -MJSON::PP -ne '$$r = decode_json($$_);' \
 	  -e 'print if $$r->{split} ne "test" && $$r->{kind} =~ /^(unknown|harmful)$$/' \
 	  $(W)/prompts.jsonl >$@
+	@cat $(W)/redteam.jsonl >>$@
 
 $(CR)/revisions.jsonl: $(CR)/prompts.jsonl $(D)/sft/.done $(RM)/model/.done
 	$(call timed,critique_sl,$(PLUMB) critique --model $(D)/sft --constitution \
