@@ -62,6 +62,15 @@ check-asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -march=native -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
+# Memcheck on plumb's commands with tiny inputs (tools/valgrind.sh). Valgrind 3.19 decodes no
+# AVX-512, so its binary is built apart, -O1 for x86-64-v3 (AVX2); plumb then picks BLIS's
+# haswell kernels itself, since valgrind's CPUID shows no AVX-512.
+.PHONY: valgrind
+valgrind:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES=valgrind
+	@$(MAKE) --no-print-directory BUILD=build/valgrind OPT="-O1 -march=x86-64-v3" build/valgrind/plumb
+	tools/valgrind.sh build/valgrind/plumb
+
 bench: plumb
 	./plumb bench
 

@@ -1,5 +1,6 @@
 #include "args.h"
 
+#include "model/io.h"
 #include "model/tensor.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Options given so far are tracked in one word: a table is a few dozen options at most. */
 #define MAX_OPTS 64
@@ -248,4 +250,43 @@ bool cmd_dataset_path(char *out, size_t n, const char *rel)
         root = "../shared/datasets";
     int w = snprintf(out, n, "%s/%s", root, rel);
     return w >= 0 && (size_t)w < n;
+}
+
+/* Whether every JSON value of the file at path passes mine: one a line, else the whole file as
+ * one value (a pretty-printed results file). Unreadable or not JSON: no. */
+static bool all_mine(const char *path, bool (*mine)(const struct cJSON *, const void *),
+                     const void *ctx)
+{
+    struct pl_err err;
+    struct io_lines l;
+    bool lines_ok = io_lines_init(&l, path, &err) == PL_OK, ok = lines_ok;
+    const char *line;
+    size_t len;
+    while (ok && (ok = io_lines_next(&l, &line, &len, &err) == PL_OK) && line) {
+        cJSON *v = NULL;
+        if (io_blank(line, len))
+            continue;
+        ok = io_json_parse(line, len, &v) == PL_OK && mine(v, ctx);
+        cJSON_Delete(v);
+    }
+    io_lines_release(&l);
+    if (ok || !lines_ok)
+        return ok;
+    cJSON *whole = NULL;
+    ok = io_json_load(path, &whole, &err) == PL_OK && mine(whole, ctx);
+    cJSON_Delete(whole);
+    return ok;
+}
+
+bool cmd_may_replace(const struct cmd_spec *spec, const char *path, bool force,
+                     bool (*mine)(const struct cJSON *value, const void *ctx), const void *ctx)
+{
+    struct stat st;
+    if (force || stat(path, &st) != 0 || (S_ISREG(st.st_mode) && st.st_size == 0))
+        return true;
+    if (S_ISREG(st.st_mode) && all_mine(path, mine, ctx))
+        return true;
+    fprintf(stderr, "plumb %s: '%s' exists and is not plumb %s's output; --force replaces it\n",
+            spec->name, path, spec->name);
+    return false;
 }

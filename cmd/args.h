@@ -84,6 +84,17 @@ struct cmd_engine {
 /* Start BLIS with e's settings; 0, or an exit status after printing the error. */
 int cmd_engine_start(const struct cmd_engine *e);
 
+/* Existing outputs: a command replaces an output file whole (--out, --details) only when it is
+ * missing or empty, when --force is given, or when it is recognisably the command's own earlier
+ * output, so that a rerun (make) replaces it but a file of anything else is never lost: every
+ * JSON value in it (one a line, or the whole file as one value) must pass `mine(value, ctx)`.
+ * Otherwise this prints "plumb NAME: 'PATH' exists and is not plumb NAME's output; --force
+ * replaces it" and returns false: the command exits 1. Appending commands (sample, critique,
+ * label) resume their file instead and do not call this. */
+struct cJSON;
+bool cmd_may_replace(const struct cmd_spec *spec, const char *path, bool force,
+                     bool (*mine)(const struct cJSON *value, const void *ctx), const void *ctx);
+
 /* Path of a public dataset: $PLUMB_SHARED_DATASETS/rel, else ../shared/datasets/rel, in a
  * buffer of n bytes; false when it does not fit. */
 bool cmd_dataset_path(char *out, size_t n, const char *rel);

@@ -81,6 +81,30 @@ static const char *clash(const char *out, const char *details, const char *const
     return NULL;
 }
 
+/* A results file of plumb eval (a suite's, all's, rules'), or a line of a details file. */
+static bool eval_output(const cJSON *v, const void *ctx)
+{
+    (void)ctx;
+    return cJSON_IsString(cJSON_GetObjectItemCaseSensitive(v, "suite")) ||
+           cJSON_HasObjectItem(v, "violation_rate") ||
+           cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(v, "line")) ||
+           cJSON_IsString(cJSON_GetObjectItemCaseSensitive(v, "class"));
+}
+
+/* Whether --out and --details (either may be NULL) may be replaced (cmd_may_replace). */
+static bool outputs_free(const struct cmd_spec *spec, const char *out, const char *details,
+                         bool force)
+{
+    return (!out || cmd_may_replace(spec, out, force, eval_output, NULL)) &&
+           (!details || cmd_may_replace(spec, details, force, eval_output, NULL));
+}
+
+#define FORCE_OPT(dst)                                                                             \
+    {                                                                                              \
+        "--force", CMD_FLAG, dst, 0, 0, NULL,                                                      \
+            "replace an output file that holds something other than eval results", false           \
+    }
+
 /* ---- plumb eval world ---- */
 
 struct world_args {
@@ -88,6 +112,7 @@ struct world_args {
     struct cmd_list stop;
     struct cmd_engine engine;
     const char *out;
+    bool force;
     char why[160];
 };
 
@@ -148,6 +173,7 @@ static int world_command(int argc, char **argv)
          false},
         {"--bootstrap", CMD_INT, &o->reps, 1, 1000000, "N",
          "bootstrap resamples for the 95% intervals (1000)", false},
+        FORCE_OPT(&a.force),
         CMD_ENGINE_OPTS(&a.engine),
     };
     const struct cmd_spec spec = {
@@ -169,6 +195,8 @@ static int world_command(int argc, char **argv)
     o->gen.seed = o->seed;
     o->gen.progress = stderr;
     o->version = CMD_VERSION;
+    if (!outputs_free(&spec, a.out, o->details, a.force))
+        return 1;
     if (!o->input && (rc = cmd_engine_start(&a.engine)))
         return rc;
     struct pl_err err = {0};
@@ -186,7 +214,7 @@ struct common_args {
     struct eval_common c;
     struct cmd_engine engine;
     const char *out;
-    bool full;
+    bool full, force;
     char data_buf[4096];
     char why[160];
 };
@@ -223,7 +251,7 @@ struct common_args {
          "N",                                                                                      \
          "bootstrap resamples for the 95% intervals (1000)",                                       \
          false},                                                                                   \
-        CMD_ENGINE_OPTS(&(a)->engine)
+        FORCE_OPT(&(a)->force), CMD_ENGINE_OPTS(&(a)->engine)
 
 static void common_defaults(struct common_args *a)
 {
@@ -247,6 +275,8 @@ static int common_start(struct common_args *a, const struct cmd_spec *spec, cons
     const char *why = clash(a->out, a->c.details, inputs, 1, a->why, sizeof a->why);
     if (why)
         return cmd_usage(spec, "%s", why);
+    if (!outputs_free(spec, a->out, a->c.details, a->force))
+        return 1;
     a->c.mode = a->full ? EVAL_SCORE_FULL : EVAL_SCORE_KV;
     int rc = cmd_engine_start(&a->engine);
     return rc ? rc : CMD_PARSED;
@@ -416,6 +446,7 @@ static int bbq_command(int argc, char **argv)
         {"--seed", CMD_U64, &a.c.seed, 0, 0, "S", "seed of the bootstrap (1)", false},
         {"--bootstrap", CMD_INT, &a.c.reps, 1, 1000000, "N",
          "bootstrap resamples for the 95% intervals (1000)", false},
+        FORCE_OPT(&a.force),
         CMD_ENGINE_OPTS(&a.engine),
     };
     const struct cmd_spec spec = {
@@ -436,6 +467,8 @@ static int bbq_command(int argc, char **argv)
         if (why)
             return cmd_usage(&spec, "%s", why);
     }
+    if (!outputs_free(&spec, a.out, a.c.details, a.force))
+        return 1;
     a.c.mode = a.full ? EVAL_SCORE_FULL : EVAL_SCORE_KV;
     if ((rc = cmd_engine_start(&a.engine)))
         return rc;
@@ -623,6 +656,7 @@ static int all_command(int argc, char **argv)
         {"--seed", CMD_U64, &a->c.seed, 0, 0, "S", "seed of the bootstrap (1)", false},
         {"--bootstrap", CMD_INT, &a->c.reps, 1, 1000000, "N",
          "bootstrap resamples for the 95% intervals (1000)", false},
+        FORCE_OPT(&a->force),
         CMD_ENGINE_OPTS(&a->engine),
     };
     const struct cmd_spec spec = {
@@ -634,6 +668,14 @@ static int all_command(int argc, char **argv)
     int rc = cmd_parse(&spec, argc, argv);
     if (rc != CMD_PARSED)
         return rc;
+    char details[4096];
+    if (!outputs_free(&spec, a->out, NULL, a->force))
+        return 1;
+    for (int i = 0; x.details_dir && i < N_ALL; i++) {
+        snprintf(details, sizeof details, "%s/%s.jsonl", x.details_dir, all_suites[i].name);
+        if (!outputs_free(&spec, NULL, details, a->force))
+            return 1;
+    }
     a->c.mode = a->full ? EVAL_SCORE_FULL : EVAL_SCORE_KV;
     if ((rc = cmd_engine_start(&a->engine)))
         return rc;
@@ -653,7 +695,6 @@ static int all_command(int argc, char **argv)
         rc = io_out_open(&out, a->out, &err);
     if (!rc && x.details_dir)
         rc = io_mkdirs(x.details_dir, &err);
-    char details[4096];
     for (int i = 0; !rc && i < N_ALL; i++) {
         const struct all_suite *s = &all_suites[i];
         if (!s->find(&x)) {
@@ -700,7 +741,7 @@ static int all_command(int argc, char **argv)
 static int rules_command(int argc, char **argv)
 {
     const char *constitution = NULL, *input = NULL, *out = NULL;
-    bool skip_bad = false;
+    bool skip_bad = false, force = false;
     const struct cmd_opt opts[] = {
         {"--constitution", CMD_STR, &constitution, 0, 0, "FILE", "constitution JSON", true},
         {"--input", CMD_STR, &input, 0, 0, "FILE",
@@ -709,6 +750,7 @@ static int rules_command(int argc, char **argv)
          false},
         {"--skip-bad-lines", CMD_FLAG, &skip_bad, 0, 0, NULL, "skip and count malformed records",
          false},
+        FORCE_OPT(&force),
     };
     const struct cmd_spec spec = {
         .name = "eval rules",
@@ -723,6 +765,8 @@ static int rules_command(int argc, char **argv)
     const char *inputs[] = {constitution, input};
     if (clash(out, NULL, inputs, 2, why, sizeof why))
         return cmd_usage(&spec, "%s", why);
+    if (!outputs_free(&spec, out, NULL, force))
+        return 1;
     struct pl_err err = {0};
     struct ds_constitution c = {0};
     struct eval_rules r = {0};

@@ -12,8 +12,17 @@
 struct simlabel_args {
     const char *samples, *world, *out, *prompts, *annotators;
     uint64_t seed;
-    bool truth;
+    bool truth, force;
 };
+
+/* A label of the world's simulated annotators (or "truth"): a labels file holding anyone else's
+ * is a person's work, and labels are only ever appended to. */
+static bool simulated_label(const cJSON *v, const void *ctx)
+{
+    const cJSON *who = cJSON_GetObjectItemCaseSensitive(v, "annotator");
+    return cJSON_IsString(who) && cJSON_HasObjectItem(v, "ranking") &&
+           (strcmp(who->valuestring, "truth") == 0 || ds_sim_find(ctx, who->valuestring) >= 0);
+}
 
 static const char *simlabel_check(void *ctx)
 {
@@ -60,6 +69,8 @@ int cmd_simlabel(int argc, char **argv)
          "only these annotators of annotators.json (all)", false},
         {"--prompts", CMD_STR, &a.prompts, 0, 0, "FILE",
          "prompts with their kind, place and attribute (DIR/prompts.jsonl)", false},
+        {"--force", CMD_FLAG, &a.force, 0, 0, NULL,
+         "replace an --out file that holds other labels than the simulated annotators'", false},
     };
     const struct cmd_spec spec = {
         .name = "simlabel",
@@ -85,6 +96,10 @@ int cmd_simlabel(int argc, char **argv)
             ds_sim_release(&s);
             return cmd_usage(&spec, "--out '%s' is an input; write the labels elsewhere", a.out);
         }
+    }
+    if (!cmd_may_replace(&spec, a.out, a.force, simulated_label, &s)) {
+        ds_sim_release(&s);
+        return 1;
     }
     struct ds_sim_opts o = {.truth = a.truth, .seed = a.seed};
     int *chosen = NULL;

@@ -153,10 +153,18 @@ int cmd_ppo(int argc, char **argv)
     return 0;
 }
 
+/* A record plumb bon writes. */
+static bool bon_record(const cJSON *v, const void *ctx)
+{
+    (void)ctx;
+    return cJSON_HasObjectItem(v, "completions") && cJSON_HasObjectItem(v, "candidate_rewards");
+}
+
 int cmd_bon(int argc, char **argv)
 {
     struct bon_opts o;
     bon_opts_default(&o);
+    bool force = false;
     o.log = stderr;
     struct cmd_list stop = {0};
     struct cmd_engine e = {0};
@@ -176,6 +184,8 @@ int cmd_bon(int argc, char **argv)
         {"--batch", CMD_INT, &o.batch, 1, 1 << 16, "N", "sequences decoded at once (32)", false},
         {"--skip-bad-lines", CMD_FLAG, &o.skip_bad_lines, 0, 0, NULL,
          "skip and count malformed prompts", false},
+        {"--force", CMD_FLAG, &force, 0, 0, NULL,
+         "replace an --out file that holds something other than best-of-n records", false},
         CMD_ENGINE_OPTS(&e),
     };
     const struct cmd_spec spec = {"bon", "best-of-n: keep the completion the reward model prefers",
@@ -186,6 +196,8 @@ int cmd_bon(int argc, char **argv)
         return rc;
     if (io_same_file(o.prompts, o.out))
         return cmd_usage(&spec, "option '--out': '%s' is also the prompts file", o.out);
+    if (!cmd_may_replace(&spec, o.out, force, bon_record, NULL))
+        return 1;
     if ((rc = cmd_engine_start(&e)))
         return rc;
     o.stop = stop.v;

@@ -68,16 +68,38 @@ static int write_report(const struct report *r, const struct report_page *page, 
     return rc;
 }
 
+/* Whether the report may go into folder out: missing, empty, an earlier report (report.json
+ * there) or --force. A folder that cannot be read is left to the writing to report. */
+static bool out_free(const char *out, bool force)
+{
+    struct pl_err err;
+    bool empty = false;
+    if (force || io_dir_empty(out, &empty, &err) != PL_OK || empty)
+        return true;
+    char *prev = io_path_join(out, "report.json");
+    bool ours = !prev || access(prev, F_OK) == 0;
+    pl_free(prev);
+    if (!ours)
+        fprintf(stderr,
+                "plumb report: '%s' is not empty and holds no earlier report; --force writes the "
+                "report beside what is there\n",
+                out);
+    return ours;
+}
+
 int cmd_report(int argc, char **argv)
 {
     struct cmd_list runs = {0};
     const char *out = NULL, *title = "plumb report";
+    bool force = false;
     const struct cmd_opt opts[] = {
         {"--runs", CMD_LIST, &runs, 0, 0, "DIR...",
          "run folders, or folders holding runs and eval results (runs/demo)", true},
         {"--out", CMD_STR, &out, 0, 0, "DIR",
          "write report.html, report.md (+ chart-NN.svg) and report.json there", true},
         {"--title", CMD_STR, &title, 0, 0, "TEXT", "the report's title (plumb report)", false},
+        {"--force", CMD_FLAG, &force, 0, 0, NULL,
+         "write into a non-empty --out that holds no earlier report", false},
     };
     const struct cmd_spec spec = {
         .name = "report",
@@ -92,6 +114,8 @@ int cmd_report(int argc, char **argv)
         if (strcmp(runs.v[i], out) == 0 || io_same_file(runs.v[i], out))
             return cmd_usage(&spec, "--out '%s' is one of the --runs folders; write elsewhere",
                              out);
+    if (!out_free(out, force))
+        return 1;
     struct pl_err err = {0};
     struct report r;
     rc = report_load(&r, runs.v, runs.n, out, &err);

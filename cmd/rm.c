@@ -369,10 +369,18 @@ static int score_file(const char *dir, const char *in, const char *out_path, int
     return rc;
 }
 
+/* A record plumb rm score writes. */
+static bool scored_record(const cJSON *v, const void *ctx)
+{
+    (void)ctx;
+    return cJSON_HasObjectItem(v, "reward");
+}
+
 static int rm_score_command(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL, *out = NULL;
     int batch = 16;
+    bool force = false;
     struct cmd_engine e = {0};
     const struct cmd_opt opts[] = {
         {"--model", CMD_STR, &model, 0, 0, "DIR", "reward model folder", true},
@@ -381,6 +389,8 @@ static int rm_score_command(int argc, char **argv)
         {"--out", CMD_STR, &out, 0, 0, "FILE",
          "the records with \"reward\" added, written whole or not at all", true},
         {"--batch", CMD_INT, &batch, 1, 4096, "N", "sequences scored at once (16)", false},
+        {"--force", CMD_FLAG, &force, 0, 0, NULL,
+         "replace an --out file that holds something other than scored records", false},
         CMD_ENGINE_OPTS(&e),
     };
     const struct cmd_spec spec = {
@@ -392,6 +402,8 @@ static int rm_score_command(int argc, char **argv)
         return rc;
     if (io_same_file(input, out))
         return cmd_usage(&spec, "--out '%s' is the --input file; write the rewards elsewhere", out);
+    if (!cmd_may_replace(&spec, out, force, scored_record, NULL))
+        return 1;
     if ((rc = cmd_engine_start(&e)))
         return rc;
     struct pl_err err = {0};

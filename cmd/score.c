@@ -203,8 +203,17 @@ static int load_frozen(const char *dir, int batch, struct gpt *m, struct tok *t,
 struct score_args {
     const char *model, *input, *out;
     int batch;
+    bool force;
     struct cmd_engine engine;
 };
+
+/* A line plumb score writes. */
+static bool score_line(const cJSON *v, const void *ctx)
+{
+    (void)ctx;
+    return cJSON_HasObjectItem(v, "tokens") && cJSON_HasObjectItem(v, "logprobs") &&
+           cJSON_HasObjectItem(v, "sum");
+}
 
 int cmd_score(int argc, char **argv)
 {
@@ -216,6 +225,8 @@ int cmd_score(int argc, char **argv)
         {"--out", CMD_STR, &a.out, 0, 0, "FILE",
          "write the scores there, whole or not at all (default: standard output)", false},
         {"--batch", CMD_INT, &a.batch, 1, 4096, "N", "sequences scored at once (8)", false},
+        {"--force", CMD_FLAG, &a.force, 0, 0, NULL,
+         "replace an --out file that holds something other than scores", false},
         CMD_ENGINE_OPTS(&a.engine),
     };
     const struct cmd_spec spec = {
@@ -230,6 +241,8 @@ int cmd_score(int argc, char **argv)
     if (a.out && io_same_file(a.input, a.out))
         return cmd_usage(&spec, "--out '%s' is the --input file; write the scores elsewhere",
                          a.out);
+    if (a.out && !cmd_may_replace(&spec, a.out, a.force, score_line, NULL))
+        return 1;
     if ((rc = cmd_engine_start(&a.engine)))
         return rc;
     struct pl_err err = {0};
@@ -395,8 +408,22 @@ static int decode_file(const struct tok *t, struct sink *out, const char *path, 
 
 struct tokenize_args {
     const char *model, *text, *input, *out;
-    bool decode, special;
+    bool decode, special, force;
 };
+
+/* A line plumb tokenize writes: an array of ids, or {"text"} alone. */
+static bool tokenize_line(const cJSON *v, const void *ctx)
+{
+    (void)ctx;
+    if (cJSON_IsArray(v)) {
+        for (const cJSON *id = v->child; id; id = id->next)
+            if (!cJSON_IsNumber(id))
+                return false;
+        return true;
+    }
+    return cJSON_IsObject(v) && cJSON_GetArraySize(v) == 1 &&
+           cJSON_IsString(cJSON_GetObjectItemCaseSensitive(v, "text"));
+}
 
 static const char *tokenize_check(void *ctx)
 {
@@ -422,6 +449,8 @@ int cmd_tokenize(int argc, char **argv)
         {"--decode", CMD_FLAG, &a.decode, 0, 0, NULL, "token ids back to text", false},
         {"--special", CMD_FLAG, &a.special, 0, 0, NULL,
          "encode \"<|endoftext|>\" in the text as the end-of-text id", false},
+        {"--force", CMD_FLAG, &a.force, 0, 0, NULL,
+         "replace an --out file that holds something other than ids or texts", false},
     };
     const struct cmd_spec spec = {
         .name = "tokenize",
@@ -436,6 +465,8 @@ int cmd_tokenize(int argc, char **argv)
         return rc;
     if (a.out && a.input && io_same_file(a.input, a.out))
         return cmd_usage(&spec, "--out '%s' is the --input file; write elsewhere", a.out);
+    if (a.out && !cmd_may_replace(&spec, a.out, a.force, tokenize_line, NULL))
+        return 1;
     struct pl_err err = {0};
     struct tok t = {0};
     struct sink out;

@@ -118,6 +118,9 @@ static int csv_feed(struct csv_parser *p, struct io_lines *l, struct csv_ctx *c)
             return rc;
         if (!text)
             break;
+        rc = io_text_check(l->path, l->lineno, text, len, c->err);
+        if (rc)
+            return rc;
         if (!c->in_row && !io_blank(text, len)) {
             c->row_line = l->lineno;
             c->in_row = true;
@@ -813,6 +816,8 @@ int ds_text_init(struct ds_text *t, const char *path, struct pl_err *err)
     int rc = io_read_file(path, &t->data, &t->len, err);
     if (rc == PL_OK && t->len == 0)
         rc = pl_errf(err, PL_EFORMAT, "%s: empty file", path);
+    if (rc == PL_OK)
+        rc = io_text_check(path, 1, t->data, t->len, err);
     return rc;
 }
 

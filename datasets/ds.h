@@ -35,7 +35,8 @@ struct ds_csv {
 
 /* RFC 4180 CSV (quoted fields may hold commas, quotes and newlines). A row with another number
  * of fields than the header gives PL_EFORMAT "PATH:LINE: expected N fields, got M"; bad quoting
- * "PATH:LINE: malformed quoted field"; no data row "PATH: no records". */
+ * "PATH:LINE: malformed quoted field"; no data row "PATH: no records"; a line that is not UTF-8
+ * or holds a NUL byte, io_text_check's error. */
 int ds_csv_init(struct ds_csv *t, const char *path, unsigned flags, struct pl_err *err);
 /* Index of column `name` in *col; PL_EFORMAT "PATH: missing column 'NAME'" if absent. */
 int ds_csv_column(const struct ds_csv *t, const char *name, size_t *col, struct pl_err *err);
@@ -154,7 +155,7 @@ struct ds_text {
     char *data;
     size_t len;
 };
-/* Errors: PL_EFORMAT "PATH: empty file". */
+/* Errors: PL_EFORMAT "PATH: empty file", or io_text_check's (invalid UTF-8, a NUL byte). */
 int ds_text_init(struct ds_text *t, const char *path, struct pl_err *err);
 void ds_text_release(struct ds_text *t);
 

@@ -34,6 +34,13 @@ enum { IO_SKIP_BAD_LINES = 1, IO_CUT_TAIL = 2 };
 bool io_blank(const char *s, size_t n);
 bool io_has_suffix(const char *s, const char *suffix);
 
+/* Text read as data must be well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+ * past U+10FFFF) without NUL bytes, which would silently cut a C string short. s[0..n) starts on
+ * line `line` of path. PL_OK, or PL_EFORMAT "PATH:LINE: invalid UTF-8 (byte 0xff at column 3)"
+ * or "PATH:LINE: NUL byte at column 3 (a binary file?)", LINE and COLUMN (1-based, in bytes)
+ * counted from s. */
+int io_text_check(const char *path, long line, const char *s, size_t n, struct pl_err *err);
+
 /* Array growth by doubling: the (possibly moved) array with room for `need` items of `size`
  * bytes, *cap updated; NULL (the old array untouched) when out of memory. */
 void *io_grow(void *items, size_t *cap, size_t need, size_t size);
@@ -85,7 +92,8 @@ void io_lines_release(struct io_lines *l);
 int io_json_parse(const char *text, size_t len, cJSON **out);
 
 /* Whole-file JSON (config.json, constitution.json, world.json): *out is owned by the caller.
- * Errors: PL_EFORMAT "PATH:LINE: not valid JSON", or "PATH: empty file"; those of reading. */
+ * Errors: PL_EFORMAT "PATH:LINE: not valid JSON", "PATH: empty file" or io_text_check's; those
+ * of reading. */
 int io_json_load(const char *path, cJSON **out, struct pl_err *err);
 
 /* One JSON object a line. */
@@ -100,8 +108,10 @@ struct io_jsonl {
 int io_jsonl_init(struct io_jsonl *r, const char *path, unsigned flags, struct pl_err *err);
 /* Next object in *obj (the caller owns it: cJSON_Delete) and its 1-based line in *line (may be
  * NULL); *obj is NULL at end of file. Blank lines (only spaces, tabs, '\r') are skipped. A line
- * that is not a JSON object gives PL_EFORMAT "PATH:LINE: not a JSON object" (or is skipped and
- * counted); reaching the end without a single object gives PL_EFORMAT "PATH: no records". */
+ * that is not a JSON object gives PL_EFORMAT "PATH:LINE: not a JSON object", one that is not
+ * UTF-8 or holds a NUL byte io_text_check's error (either is skipped and counted under
+ * IO_SKIP_BAD_LINES); reaching the end without a single object gives PL_EFORMAT "PATH: no
+ * records". */
 int io_jsonl_next(struct io_jsonl *r, cJSON **obj, long *line, struct pl_err *err);
 void io_jsonl_release(struct io_jsonl *r);
 
