@@ -41,7 +41,7 @@
 #define KILLS 5        /* kill points of each kind per training command */
 #define KILLS_APPEND 8 /* kill points per command that appends (sample, critique, label) */
 
-static char bin[PATH_MAX];
+static const char *bin;
 static struct pl_rng rng;
 
 static void sleep_s(double s)
@@ -717,13 +717,7 @@ static void test_label(void)
 
 int main(void)
 {
-    const char *b = getenv("PLUMB_BIN");
-    char cwd[PATH_MAX];
-    if (!b || !getcwd(cwd, sizeof cwd) ||
-        snprintf(bin, sizeof bin, "%s%s%s", b[0] == '/' ? "" : cwd, b[0] == '/' ? "" : "/", b) >=
-            (int)sizeof bin ||
-        access(bin, X_OK) != 0)
-        tap_skip_all("PLUMB_BIN is not set to the plumb binary");
+    bin = tap_plumb_bin();
     setenv("PLUMB_THREADS", "1", 1);
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     tap_tmpdir("cmd-crash");

@@ -23,25 +23,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char bin[PATH_MAX];
+static const char *bin;
 static char out[1 << 16], err[1 << 16];
 
 #define BYTE_CONFIG                                                                                \
     "'{\"n_layer\":1,\"n_embd\":16,\"n_head\":2,\"vocab_size\":257,\"n_positions\":128,"           \
     "\"tokenizer\":\"byte\"}'"
 
-/* Run "plumb ARGS" (a shell fragment, in the test's folder); its exit status (-1 when killed),
- * stdout in `out`, stderr in `err`. */
-__attribute__((format(printf, 1, 2))) static int plumb(const char *fmt, ...)
-{
-    char args[4096], cmd[sizeof args + sizeof bin + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", bin, args);
-    return tap_shell(cmd, out, sizeof out, err, sizeof err);
-}
+#define plumb(...) tap_plumb(out, sizeof out, err, sizeof err, __VA_ARGS__)
 
 __attribute__((format(printf, 1, 2))) static int sh(const char *fmt, ...)
 {
@@ -416,12 +405,7 @@ static void test_write_failures(void)
 
 int main(void)
 {
-    const char *b = getenv("PLUMB_BIN");
-    char cwd[PATH_MAX];
-    if (!b || !getcwd(cwd, sizeof cwd) ||
-        snprintf(bin, sizeof bin, "%s/%s", b[0] == '/' ? "" : cwd, b) >= (int)sizeof bin ||
-        access(bin, X_OK) != 0)
-        tap_skip_all("PLUMB_BIN is not set to the plumb binary");
+    bin = tap_plumb_bin();
     const char *dir = tap_tmpdir("outputs");
     if (chdir(dir) != 0)
         tap_skip_all("cannot enter a temporary folder");

@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char bin[PATH_MAX];
+static const char *bin;
 static char out[1 << 16], err[1 << 16];
 
 static int count_lines(const char *path)
@@ -41,17 +41,7 @@ static int count_lines(const char *path)
     return n;
 }
 
-/* Run "plumb ARGS" without a terminal (stdin /dev/null): exit status, stdout, stderr. */
-__attribute__((format(printf, 1, 2))) static int plumb(const char *fmt, ...)
-{
-    char args[4096], cmd[sizeof args + sizeof bin + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s </dev/null", bin, args);
-    return tap_shell(cmd, out, sizeof out, err, sizeof err);
-}
+#define plumb(...) tap_plumb(out, sizeof out, err, sizeof err, __VA_ARGS__)
 
 /* ---- plumb label on a pseudo-terminal ---- */
 
@@ -102,7 +92,7 @@ static bool pty_start(struct pty *p, const char *args)
         close(s);
         close(e);
         close(p->fd);
-        char *argv[64] = {bin};
+        char *argv[64] = {(char *)bin};
         int argc = 1;
         for (char *t = strtok(copy, " "); t && argc < 63; t = strtok(NULL, " "))
             argv[argc++] = t;
@@ -414,12 +404,7 @@ static void test_tmux(void)
 
 int main(void)
 {
-    const char *b = getenv("PLUMB_BIN");
-    char cwd[PATH_MAX];
-    if (!b || !getcwd(cwd, sizeof cwd) ||
-        snprintf(bin, sizeof bin, "%s/%s", b[0] == '/' ? "" : cwd, b) >= (int)sizeof bin ||
-        access(bin, X_OK) != 0)
-        tap_skip_all("PLUMB_BIN is not set to the plumb binary");
+    bin = tap_plumb_bin();
     if (access("/lib/terminfo/x/xterm", R_OK) != 0 && access("/usr/share/terminfo/x/xterm", R_OK))
         tap_skip_all("no xterm terminfo (Debian's ncurses-base)");
     char dir[] = "/tmp/plumb-cmd-tui-XXXXXX";

@@ -3,6 +3,7 @@
 #include "model/ckpt.h"
 #include "tests/tap.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,32 @@ int tap_shell(const char *cmd, char *out, size_t cap_out, char *err, size_t cap_
     tap_read_into("stdout.txt", out, cap_out);
     tap_read_into("stderr.txt", err, cap_err);
     return rc;
+}
+
+const char *tap_plumb_bin(void)
+{
+    static char bin[PATH_MAX];
+    if (bin[0])
+        return bin;
+    const char *b = getenv("PLUMB_BIN");
+    char cwd[PATH_MAX];
+    if (!b || !getcwd(cwd, sizeof cwd) ||
+        snprintf(bin, sizeof bin, "%s%s%s", b[0] == '/' ? "" : cwd, b[0] == '/' ? "" : "/", b) >=
+            (int)sizeof bin ||
+        access(bin, X_OK) != 0)
+        tap_skip_all("PLUMB_BIN is not set to the plumb binary");
+    return bin;
+}
+
+int tap_plumb(char *out, size_t cap_out, char *err, size_t cap_err, const char *fmt, ...)
+{
+    char args[16384], cmd[sizeof args + PATH_MAX + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "exec </dev/null; %s %s", tap_plumb_bin(), args);
+    return tap_shell(cmd, out, cap_out, err, cap_err);
 }
 
 static char *read_whole(const char *path, size_t *n)

@@ -47,6 +47,15 @@ int tap_system(const char *cmd);
  * stdout.txt and stderr.txt there into out[cap_out] and err[cap_err]; tap_system's status. */
 int tap_shell(const char *cmd, char *out, size_t cap_out, char *err, size_t cap_err);
 
+/* The plumb binary of this build: $PLUMB_BIN made absolute (a test may then change folder), read
+ * at the first call; the whole test is skipped when it is not set to an executable. */
+const char *tap_plumb_bin(void);
+
+/* Run "PLUMB ARGS" (ARGS formatted from fmt: a shell fragment) through tap_shell in the current
+ * folder, standard input from /dev/null; tap_shell's status and outputs. */
+__attribute__((format(printf, 5, 6))) int tap_plumb(char *out, size_t cap_out, char *err,
+                                                    size_t cap_err, const char *fmt, ...);
+
 /* Whether the files at a and b both exist and hold the same bytes. */
 bool tap_same_file(const char *a, const char *b);
 
