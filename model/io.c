@@ -387,8 +387,12 @@ int io_jsonl_next(struct io_jsonl *r, cJSON **obj, long *line, struct pl_err *er
             r->cut++;
             continue;
         }
+        /* A last line cut short is what a writer killed mid-line leaves: its rerun mends it. */
         if (!(r->flags & IO_SKIP_BAD_LINES))
-            return text_ok ? io_jsonl_errf(r, err, "not a JSON object")
+            return text_ok ? io_jsonl_errf(r, err, r->lines.cut ? "not a JSON object (the last "
+                                                                  "line, cut short: rerun the "
+                                                                  "command that writes it)"
+                                                                : "not a JSON object")
                            : pl_errf(err, PL_EFORMAT, "%s", text_err.msg);
         r->skipped++;
     }

@@ -125,8 +125,9 @@ static void test_jsonl(void)
     rc = io_jsonl_init(&r, p, 0, &err);
     while (rc == PL_OK && !(rc = io_jsonl_next(&r, &obj, &line, &err)) && obj)
         cJSON_Delete(obj);
-    tap_ok(rc == PL_EFORMAT && strstr(err.msg, "cut.jsonl:2: not a JSON object"),
-           "jsonl: a cut last line is an error in a data file");
+    tap_ok(rc == PL_EFORMAT && strstr(err.msg, "cut.jsonl:2: not a JSON object (the last line, cut "
+                                               "short: rerun the command that writes it)"),
+           "jsonl: a cut last line is an error in a data file, that says so");
     io_jsonl_release(&r);
     rc = io_jsonl_init(&r, p, IO_CUT_TAIL, &err);
     objs = 0;
