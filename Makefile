@@ -12,6 +12,18 @@ LDLIBS_ALL = -lblis -lcjson -lcsv -lpcre2-8 -lncursesw -lz -lm -fopenmp $(SAN) $
 DEB_PACKAGES := gcc make perl libblis-dev libcjson-dev libcsv-dev libncurses-dev libpcre2-dev \
 	zlib1g-dev
 
+# make MPI=1: plumb on MPI (mpicc) for data-parallel training under mpirun (trainer/dist.h).
+ifeq ($(MPI),1)
+CC := mpicc
+CFLAGS_BASE += -DPLUMB_MPI
+DEB_PACKAGES += libopenmpi-dev openmpi-bin
+# Objects and binary of its own (build/mpi/plumb): the default build's objects lack PLUMB_MPI.
+ifeq ($(BUILD),build)
+BUILD := build/mpi
+endif
+.DEFAULT_GOAL := $(BUILD)/plumb
+endif
+
 SRC_DIRS := model datasets trainer reward rlhf eval reports tui cmd
 LIB_SRCS := $(wildcard $(addsuffix /*.c,$(SRC_DIRS)))
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
@@ -57,6 +69,12 @@ $(BUILD)/tests/%.t: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/tap.o $(BUILD)/obj
 # Tests find the plumb binary of their own build through PLUMB_BIN.
 test: $(TESTS) $(BUILD)/plumb
 	PLUMB_BIN=$(BUILD)/plumb prove $(BUILD)/tests
+
+# The 2-rank tests (tests/trainer-dist.c) against an MPI build of its own, $(BUILD)/mpi/plumb.
+.PHONY: test-mpi
+test-mpi: $(BUILD)/tests/trainer-dist.t
+	$(MAKE) --no-print-directory MPI=1 BUILD=$(BUILD)/mpi $(BUILD)/mpi/plumb
+	PLUMB_MPI_BIN=$(BUILD)/mpi/plumb prove $(BUILD)/tests/trainer-dist.t
 
 check-asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -march=native -fno-omit-frame-pointer" \

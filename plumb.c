@@ -13,6 +13,7 @@
 #include "cmd/score.h"
 #include "cmd/train.h"
 #include "cmd/tui.h"
+#include "trainer/dist.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -105,5 +106,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "plumb: '%s' is not a plumb command (see 'plumb help')\n", argv[1]);
         return 2;
     }
-    return c->run(argc - 1, argv + 1);
+    /* Under mpirun the training commands run data-parallel (trainer/dist.h); a failing rank
+     * ends the others (dist_exit) instead of leaving them waiting. */
+    struct pl_err err = {0};
+    if (dist_init(&argc, &argv, &err)) {
+        fprintf(stderr, "plumb: %s\n", err.msg);
+        return 1;
+    }
+    const char *const dist_ok[] = {"pretrain", "sft", "rm train", "ppo", "bench"};
+    char what[64];
+    bool sub = strcmp(c->name, "rm") == 0 && argc > 2;
+    snprintf(what, sizeof what, "%s%s%s", c->name, sub ? " " : "", sub ? argv[2] : "");
+    bool ok = dist_size() == 1;
+    for (size_t i = 0; !ok && i < sizeof dist_ok / sizeof *dist_ok; i++)
+        ok = strcmp(what, dist_ok[i]) == 0;
+    if (!ok) {
+        fprintf(stderr, "plumb %s: runs as one process, not under mpirun across %d ranks\n", what,
+                dist_size());
+        return dist_exit(2);
+    }
+    return dist_exit(c->run(argc - 1, argv + 1));
 }

@@ -1,12 +1,14 @@
 #include "bench.h"
 
 #include "args.h"
+#include "bench_mpi.h"
 
 #include "model/bench.h"
 #include "model/ckpt.h"
 #include "model/io.h"
 #include "model/tok.h"
 #include "rlhf/ppo.h"
+#include "trainer/dist.h"
 
 #include <stdlib.h>
 
@@ -157,6 +159,7 @@ struct bench_args {
     const char *config, *tok_dir, *tok_text;
     int batch, seq, steps;
     bool json;
+    bool mpi; /* the data-parallel scaling instead (cmd/bench_mpi.h) */
     struct cmd_engine engine;
 };
 
@@ -211,6 +214,9 @@ int cmd_bench(int argc, char **argv)
         {"--tok-text", CMD_STR, &a.tok_text, 0, 0, "FILE",
          "text the tokenizer encodes (shared datasets' tinyshakespeare)", false},
         {"--json", CMD_FLAG, &a.json, 0, 0, NULL, "one JSON array instead of text", false},
+        {"--mpi", CMD_FLAG, &a.mpi, 0, 0, NULL,
+         "training step scaling from 1 to N ranks (under mpirun -np N) and bytes summed a step",
+         false},
         CMD_ENGINE_OPTS(&a.engine),
     };
     const struct cmd_spec spec = {
@@ -237,6 +243,12 @@ int cmd_bench(int argc, char **argv)
     }
     if ((rc = cmd_engine_start(&a.engine)))
         return rc;
+    if (a.mpi) {
+        rc = cmd_bench_mpi(shapes, n_shapes, a.batch, a.seq, a.steps, a.json, &err);
+        return rc ? cmd_fail(&err, rc) : 0;
+    }
+    if (dist_size() > 1)
+        return cmd_usage(&spec, "runs as one process; under mpirun it takes --mpi");
     if (a.json)
         printf("[");
     for (int s = 0; s < n_shapes; s++)

@@ -2,6 +2,7 @@
 
 #include "model/ckpt.h"
 #include "model/io.h"
+#include "trainer/dist.h"
 
 #include <limits.h>
 #include <math.h>
@@ -477,12 +478,16 @@ static int task_next(void *ctx, struct train_step *st, struct pl_err *err)
     (void)err;
     struct rm_task *t = ctx;
     st->tokens = 0;
+    /* Every rank draws the groups of all ranks and keeps its own B of each micro-batch. */
+    int rank = dist_rank(), ranks = dist_size();
     for (int i = 0; i < t->accum; i++) {
         st->weight[i] = 0.0;
-        for (int b = 0; b < t->B; b++) {
+        for (int b = 0; b < ranks * t->B; b++) {
             size_t g = train_order_next(&t->order);
+            if (b / t->B != rank)
+                continue;
             const struct rm_group *grp = &t->train.groups[g];
-            t->step_groups[(size_t)i * t->B + b] = g;
+            t->step_groups[(size_t)i * t->B + b % t->B] = g;
             st->weight[i] += grp->n_pairs;
             for (int k = 0; k < grp->n_seqs; k++)
                 st->tokens += t->train.len[grp->seq + (size_t)k];
@@ -542,8 +547,15 @@ static int task_backward(void *ctx, struct train_model *models, struct train_ste
         t->dhead[r] = (float)(t->grad[r] * scale / pairs);
     gpt_backward(m, NULL, t->dhead);
     *loss = sum / pairs;
-    if (micro == st->n_micro - 1)
-        stats_values(&t->step, train_names, &st->metrics);
+    if (micro < st->n_micro - 1)
+        return PL_OK;
+    /* The step's statistics over every rank's pairs. */
+    struct rm_stats *s = &t->step;
+    double v[6] = {s->pairs, s->loss, s->right, s->margin, s->chosen, s->rejected};
+    if ((rc = dist_sum_doubles(v, 6, err)))
+        return rc;
+    *s = (struct rm_stats){v[0], v[1], v[2], v[3], v[4], v[5]};
+    stats_values(s, train_names, &st->metrics);
     return PL_OK;
 }
 
@@ -705,7 +717,7 @@ long rm_steps(const struct rm_task *t, const struct rm_opts *o)
     if (o->train.steps > 0)
         return o->train.steps;
     double groups = o->epochs * (double)t->train.n_groups;
-    long steps = (long)ceil(groups / ((double)t->B * t->accum));
+    long steps = (long)ceil(groups / ((double)t->B * t->accum * dist_size()));
     return steps > 0 ? steps : 1;
 }
 
@@ -802,7 +814,7 @@ int rm_train(const struct rm_opts *o, const struct ds_prefs *train, const struct
         m.cfg.reward_std = 1.0;
         struct train_opts run = o->train;
         run.steps = rm_steps(&t, o);
-        if (run.log)
+        if (run.log && dist_rank() == 0)
             log_data(run.log, &t, run.steps);
         struct train_task task;
         rm_as_task(&t, &task);
@@ -810,7 +822,7 @@ int rm_train(const struct rm_opts *o, const struct ds_prefs *train, const struct
         rc = train_run(&model, 1, &task, &run, &res->train, err);
     }
     if (rc == PL_OK && !res->train.stopped && (rc = rm_normalise(&t, &m, err)) == PL_OK) {
-        rc = ckpt_config_write(o->train.out, &m.cfg, err);
+        rc = dist_rank() == 0 ? ckpt_config_write(o->train.out, &m.cfg, err) : PL_OK;
         res->normalised = rc == PL_OK;
         res->reward_mean = m.cfg.reward_mean;
         res->reward_std = m.cfg.reward_std;

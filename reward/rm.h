@@ -198,7 +198,9 @@ void rm_opts_default(struct rm_opts *o);
  * its pair count). Groups come in a new order each epoch from an RNG kept in the checkpoint.
  * Metrics: rm/loss, rm/accuracy, rm/margin, rm/chosen, rm/rejected over the step's pairs
  * (raw scores); held-out values eval/loss (the headline), eval/accuracy, eval/margin,
- * eval/chosen, eval/rejected. */
+ * eval/chosen, eval/rejected. Across ranks (trainer/dist.h) batch is each rank's: every rank
+ * draws ranks x batch groups a micro-batch and trains on its own batch of them, the metrics
+ * summed over all; the held-out set is scored whole on every rank. */
 struct rm_task {
     struct rm_data train, eval, norm; /* norm: --norm-data's sequences (may be empty) */
     int B, accum, T, rows;            /* rows: sequences of the largest micro-batch */
@@ -222,7 +224,7 @@ int rm_task_init(struct rm_task *t, const struct tok *tok, const struct rm_opts 
                  struct pl_err *err);
 void rm_task_release(struct rm_task *t);
 void rm_as_task(struct rm_task *t, struct train_task *task);
-/* o->train.steps, or ceil(epochs * training groups / (batch * grad_accum)). */
+/* o->train.steps, or ceil(epochs * training groups / (batch * grad_accum * ranks)). */
 long rm_steps(const struct rm_task *t, const struct rm_opts *o);
 
 /* Set m's normalisation from its raw scores of the reference sequences: the norm data, or

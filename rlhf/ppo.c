@@ -2,6 +2,7 @@
 
 #include "model/ckpt.h"
 #include "model/io.h"
+#include "trainer/dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -40,25 +41,34 @@ void ppo_gae(float *adv, float *ret, const float *rewards, const float *values, 
     }
 }
 
-void ppo_whiten(float *x, const unsigned char *mask, size_t n)
+/* ppo_whiten, over the masked entries of this rank's x alone or of every rank's (dist). */
+static int whiten(float *x, const unsigned char *mask, size_t n, bool ranks, struct pl_err *err)
 {
-    double sum = 0.0, sq = 0.0;
-    size_t k = 0;
+    double v[2] = {0.0, 0.0}, sq = 0.0; /* sum, count */
     for (size_t i = 0; i < n; i++)
         if (mask[i]) {
-            sum += x[i];
-            k++;
+            v[0] += x[i];
+            v[1] += 1.0;
         }
-    if (k < 2)
-        return;
-    double mean = sum / (double)k;
+    int rc = ranks ? dist_sum_doubles(v, 2, err) : PL_OK;
+    if (rc || v[1] < 2.0)
+        return rc;
+    double mean = v[0] / v[1];
     for (size_t i = 0; i < n; i++)
         if (mask[i])
             sq += (x[i] - mean) * (x[i] - mean);
-    double inv = 1.0 / sqrt(sq / (double)(k - 1) + 1e-8);
+    if (ranks && (rc = dist_sum_doubles(&sq, 1, err)))
+        return rc;
+    double inv = 1.0 / sqrt(sq / (v[1] - 1.0) + 1e-8);
     for (size_t i = 0; i < n; i++)
         if (mask[i])
             x[i] = (float)((x[i] - mean) * inv);
+    return PL_OK;
+}
+
+void ppo_whiten(float *x, const unsigned char *mask, size_t n)
+{
+    whiten(x, mask, n, false, NULL);
 }
 
 double ppo_policy_loss(double logp, double logp_old, double adv, double clip, double *dlogp,
@@ -522,8 +532,8 @@ static int reward_model_scores(struct ppo *p, double *scores, struct pl_err *err
                           (size_t)r->rows, scores, err);
 }
 
-/* Per-token rewards, advantages and returns; the rollout's statistics. */
-static void advantages(struct ppo *p)
+/* Per-token rewards, advantages and returns; the rollout's statistics, over every rank's rows. */
+static int advantages(struct ppo *p, struct pl_err *err)
 {
     const struct ppo_opts *o = p->o;
     struct ppo_rollout *r = &p->ro;
@@ -552,8 +562,15 @@ static void advantages(struct ppo *p)
         eos += r->finish[i] != SAMPLE_LENGTH;
         tokens += r->rlen[i];
     }
-    ppo_whiten(r->adv, r->mask, (size_t)r->rows * r->width);
-    double B = r->rows;
+    int rc = whiten(r->adv, r->mask, (size_t)r->rows * r->width, true, err);
+    /* dist: the sums of every rank's rows, and the mean of their distinct-2 */
+    double d2 = ppo_distinct_2(r->tokens, r->plen, r->rlen, r->rows, r->width, p->pairs);
+    double all[8] = {sum_score, sum_kl, sum_k1, sum_nonscore, sum_ent, (double)eos, (double)tokens,
+                     d2};
+    if (rc || (rc = dist_sum_doubles(all, 8, err)))
+        return rc;
+    sum_score = all[0], sum_kl = all[1], sum_k1 = all[2], sum_nonscore = all[3], sum_ent = all[4];
+    double B = (double)r->rows * dist_size();
     struct train_values *v = &p->it;
     v->n = 0;
     train_values_add(v, "objective/scores", sum_score / B);
@@ -561,10 +578,9 @@ static void advantages(struct ppo *p)
     train_values_add(v, "objective/non_score_reward", sum_nonscore / B);
     train_values_add(v, "objective/rlhf_reward", (sum_score + sum_nonscore) / B);
     train_values_add(v, "objective/entropy", sum_ent / B);
-    train_values_add(v, "val/eos_rate", (double)eos / B);
-    train_values_add(v, "val/response_length", (double)tokens / B);
-    train_values_add(v, "val/distinct_2",
-                     ppo_distinct_2(r->tokens, r->plen, r->rlen, r->rows, r->width, p->pairs));
+    train_values_add(v, "val/eos_rate", all[5] / B);
+    train_values_add(v, "val/response_length", all[6] / B);
+    train_values_add(v, "val/distinct_2", all[7] / dist_size());
     train_values_add(v, "beta", p->beta);
     p->it_score = sum_score / B;
     p->it_kl = sum_kl / B;
@@ -575,8 +591,9 @@ static void advantages(struct ppo *p)
     p->warn_high = sum_kl / B > o->kl_warn;
     struct ppo_kl_ctl ctl = o->kl;
     ctl.beta = p->beta;
-    ppo_kl_update(&ctl, sum_kl / B, r->rows);
+    ppo_kl_update(&ctl, sum_kl / B, (long)B);
     p->beta = ctl.beta;
+    return PL_OK;
 }
 
 int ppo_rollout(struct ppo *p, long iteration, struct pl_err *err)
@@ -586,9 +603,15 @@ int ppo_rollout(struct ppo *p, long iteration, struct pl_err *err)
     struct ppo_rollout *r = &p->ro;
     r->rows = p->o->batch;
     r->src = &p->train;
-    for (int i = 0; i < r->rows; i++)
-        r->prompt[i] = (int)train_order_next(&p->order);
-    int rc = generate(p, iteration * r->rows, err);
+    /* dist: every rank draws the prompts of all and answers its own batch of them, with the
+     * sampling streams one process at batch ranks x batch would give those rows. */
+    int rank = dist_rank(), ranks = dist_size();
+    for (int i = 0; i < ranks * r->rows; i++) {
+        int q = (int)train_order_next(&p->order);
+        if (i / r->rows == rank)
+            r->prompt[i % r->rows] = q;
+    }
+    int rc = generate(p, (iteration * ranks + rank) * r->rows, err);
     double t1 = pl_now();
     if (rc == PL_OK)
         rc = score_rows(p, err);
@@ -607,7 +630,8 @@ int ppo_rollout(struct ppo *p, long iteration, struct pl_err *err)
         if (r->finish[i] == SAMPLE_LENGTH)
             r->score[i] -= p->o->missing_eos_penalty;
     }
-    advantages(p);
+    if ((rc = advantages(p, err)))
+        return rc;
     p->gen_s = t1 - t0;
     p->score_s = pl_now() - t1;
     return PL_OK;
@@ -683,9 +707,12 @@ static int task_next(void *ctx, struct train_step *st, struct pl_err *err)
         p->sum_pg = p->sum_vf = p->sum_approxkl = p->sum_clip = p->sum_vclip = p->sum_ratio = 0;
         p->n_mb = 0;
         p->update_s = 0.0;
-        p->it_tokens = 0;
+        double tokens = 0.0;
         for (int i = 0; i < p->ro.rows; i++)
-            p->it_tokens += p->ro.plen[i] + p->ro.rlen[i];
+            tokens += p->ro.plen[i] + p->ro.rlen[i];
+        if ((rc = dist_sum_doubles(&tokens, 1, err)))
+            return rc;
+        p->it_tokens = (long)tokens;
         if (st->log && p->o->sample_every > 0 && (it + 1) % p->o->sample_every == 0)
             sample_table(p, st->log);
         warn(p, st->log);
@@ -719,7 +746,8 @@ static void add_iteration_metrics(struct ppo *p, struct train_step *st)
     train_values_add(&st->metrics, "val/clipfrac", p->sum_vclip / n);
     train_values_add(&st->metrics, "skipped_minibatches", (double)p->counters[0]);
     train_values_add(&st->metrics, "ppo/iteration", (double)(p->iteration + 1));
-    train_values_add(&st->metrics, "episode", (double)(p->iteration + 1) * p->ro.rows);
+    train_values_add(&st->metrics, "episode",
+                     (double)(p->iteration + 1) * p->ro.rows * dist_size());
     train_values_add(&st->metrics, "time/generation", p->gen_s);
     train_values_add(&st->metrics, "time/scoring", p->score_s);
     train_values_add(&st->metrics, "time/update", p->update_s);
@@ -782,14 +810,20 @@ static int task_backward(void *ctx, struct train_model *models, struct train_ste
     }
     double inv = 1.0 / (double)count;
     *loss = (pg + o->vf_coef * vf) * inv;
-    p->sum_pg += pg * inv;
-    p->sum_vf += vf * inv;
-    p->sum_approxkl += approxkl * inv;
-    p->sum_ratio += ratio * inv;
-    p->sum_clip += (double)clipped * inv;
-    p->sum_vclip += (double)vclipped * inv;
+    /* dist: the minibatch's statistics and the ratio guard over every rank's tokens; the
+     * gradients keep this rank's token mean, which the loop weighs by its share of them. */
+    double g[7] = {pg, vf, approxkl, ratio, (double)clipped, (double)vclipped, (double)count};
+    if ((rc = dist_sum_doubles(g, 7, err)))
+        return rc;
+    double ginv = 1.0 / g[6];
+    p->sum_pg += g[0] * ginv;
+    p->sum_vf += g[1] * ginv;
+    p->sum_approxkl += g[2] * ginv;
+    p->sum_ratio += g[3] * ginv;
+    p->sum_clip += g[4] * ginv;
+    p->sum_vclip += g[5] * ginv;
     p->n_mb++;
-    if (ratio * inv > o->ratio_guard) {
+    if (g[3] * ginv > o->ratio_guard) {
         st->skip = true;
         p->counters[0]++;
     } else {
@@ -819,7 +853,9 @@ static int task_eval(void *ctx, struct train_model *models, struct train_values 
     double score = 0.0, kl = 0.0, len = 0.0, eos = 0.0;
     int rc = PL_OK;
     r->src = &p->eval;
-    for (size_t c0 = 0; rc == PL_OK && c0 < n; c0 += (size_t)p->o->batch) {
+    /* dist: the batches shared out by rank, the sums added up over the ranks. */
+    size_t B = (size_t)p->o->batch, ranks = (size_t)dist_size();
+    for (size_t c0 = (size_t)dist_rank() * B; rc == PL_OK && c0 < n; c0 += ranks * B) {
         r->rows = (int)(n - c0 < (size_t)p->o->batch ? n - c0 : (size_t)p->o->batch);
         for (int i = 0; i < r->rows; i++)
             r->prompt[i] = (int)(c0 + (size_t)i);
@@ -841,8 +877,10 @@ static int task_eval(void *ctx, struct train_model *models, struct train_values 
     }
     r->rows = p->o->batch;
     r->src = &p->train;
-    if (rc)
+    double all[4] = {score, kl, len, eos};
+    if (rc || (rc = dist_sum_doubles(all, 4, err)))
         return rc;
+    score = all[0], kl = all[1], len = all[2], eos = all[3];
     p->eval_reward = score / (double)n;
     p->eval_kl = kl / (double)n;
     train_values_add(out, "eval/reward", p->eval_reward);

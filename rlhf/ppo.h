@@ -29,7 +29,15 @@
  * the run's counters; iteration i samples with seeds (seed, i * batch + row) and shuffles its
  * minibatches from (seed, i), so a resumed run reproduces an uninterrupted one bit for bit at
  * the same thread count. metrics.jsonl gets one line per iteration (its last minibatch step)
- * under TRL's names. */
+ * under TRL's names.
+ *
+ * Across ranks (trainer/dist.h) batch and minibatch are each rank's: every rank draws the
+ * prompts of all ranks, answers its own batch of them with the sampling streams one process
+ * at batch ranks x batch would use, and its minibatches come from its own rows; the
+ * advantages are whitened, and the KL controller, the ratio guard and the metrics read means,
+ * over every rank's tokens (val/distinct_2 is the ranks' mean). With minibatch = batch (one
+ * minibatch an epoch) N ranks train as one process at N x batch, up to summation order. The
+ * held-out batches are shared out by rank. */
 #ifndef PPO_H
 #define PPO_H
 

@@ -1,5 +1,7 @@
 #include "trainer/lm.h"
 
+#include "trainer/dist.h"
+
 #include "datasets/ds.h"
 #include "model/ckpt.h"
 #include "model/io.h"
@@ -273,7 +275,7 @@ static bool corpus_row(const struct lm_task *t, uint64_t k)
 
 void lm_batch(const struct lm_task *t, int micro, struct gpt_batch *b)
 {
-    size_t off = (size_t)micro * t->B * t->T;
+    size_t off = ((size_t)micro * t->ranks + t->rank) * t->B * t->T;
     *b = (struct gpt_batch){.B = t->B,
                             .T = t->T,
                             .tokens = t->tokens + off,
@@ -286,14 +288,19 @@ static int lm_next(void *ctx, struct train_step *st, struct pl_err *err)
 {
     (void)err;
     struct lm_task *t = ctx;
+    /* Every rank packs the rows of all ranks (the stream is sequential) and trains on its own
+     * B of each micro-batch's ranks x B: rank k's rows are k * B .. k * B + B - 1. */
+    int rows = t->ranks * t->B;
     for (int i = 0; i < t->accum; i++) {
         st->weight[i] = 0.0;
-        for (int b = 0; b < t->B; b++) {
+        for (int b = 0; b < rows; b++) {
             struct row r =
-                row_at(t->tokens, t->targets, t->pos, t->seg, (size_t)i * t->B + b, t->T);
+                row_at(t->tokens, t->targets, t->pos, t->seg, (size_t)i * rows + b, t->T);
             stream_fill(corpus_row(t, t->rows[0]) ? &t->corpus : &t->data, &r);
             t->rows[0]++;
-            st->weight[i] += row_finish(&r, t->eos);
+            int n = row_finish(&r, t->eos);
+            if (b / t->B == t->rank)
+                st->weight[i] += n;
         }
     }
     st->tokens = (long)t->accum * t->B * t->T;
@@ -321,9 +328,9 @@ static int lm_eval(void *ctx, struct train_model *models, struct train_values *o
 {
     const struct lm_task *t = ctx;
     struct gpt *m = models[0].m;
-    double sum = 0.0;
-    long n = 0;
-    for (int r0 = 0; r0 < t->n_eval_rows; r0 += t->B) {
+    /* Shared out by rank, a batch of rows each in turn; the sums added up over the ranks. */
+    double sum = 0.0, n = 0.0;
+    for (int r0 = t->rank * t->B; r0 < t->n_eval_rows; r0 += t->ranks * t->B) {
         int rows = t->n_eval_rows - r0 < t->B ? t->n_eval_rows - r0 : t->B;
         size_t off = (size_t)r0 * t->T;
         struct gpt_batch b = {.B = rows,
@@ -341,7 +348,11 @@ static int lm_eval(void *ctx, struct train_model *models, struct train_values *o
                 n++;
             }
     }
-    double loss = n ? sum / (double)n : NAN;
+    double v[2] = {sum, n};
+    int rc = dist_sum_doubles(v, 2, err);
+    if (rc)
+        return rc;
+    double loss = v[1] > 0.0 ? v[0] / v[1] : NAN;
     train_values_add(out, "eval/loss", loss);
     train_values_add(out, "eval/ppl", exp(loss));
     return PL_OK;
@@ -454,6 +465,8 @@ int lm_init(struct lm_task *t, const struct tok *tok, const struct lm_opts *o, i
     t->o = o;
     t->kind = o->kind;
     t->B = o->batch;
+    t->rank = dist_rank();
+    t->ranks = dist_size();
     t->T = o->seq ? o->seq : n_positions;
     t->accum = o->train.grad_accum;
     t->eos = tok->eos;
@@ -483,7 +496,7 @@ int lm_init(struct lm_task *t, const struct tok *tok, const struct lm_opts *o, i
         rc = train_order_init(&t->corpus.order, t->mix.n, o->seed ^ 0x6a09e667f3bcc908ULL, err);
     int *p[4] = {0};
     if (rc == PL_OK)
-        rc = alloc_rows(p, (size_t)t->accum * t->B * t->T, err);
+        rc = alloc_rows(p, (size_t)t->accum * t->ranks * t->B * t->T, err);
     t->tokens = p[0];
     t->targets = p[1];
     t->pos = p[2];
@@ -524,7 +537,7 @@ long lm_steps(const struct lm_task *t, const struct lm_opts *o)
     if (o->train.steps > 0)
         return o->train.steps;
     double rows = o->epochs * (double)t->epoch_rows / (1.0 - t->mix_frac);
-    long steps = (long)ceil(rows / ((double)t->B * t->accum));
+    long steps = (long)ceil(rows / ((double)t->B * t->accum * t->ranks));
     return steps > 0 ? steps : 1;
 }
 
@@ -548,7 +561,7 @@ static void log_data(FILE *f, const struct lm_task *t, long steps)
 {
     const char *label = t->kind == LM_SFT ? "sft" : "pretrain";
     fprintf(f, "%s: %zu training units, %d held-out rows; %ld steps of %d x %d x %d tokens\n",
-            label, t->train.n, t->n_eval_rows, steps, t->accum, t->B, t->T);
+            label, t->train.n, t->n_eval_rows, steps, t->accum, t->ranks * t->B, t->T);
     if (t->skipped)
         fprintf(f, "%s: skipped %ld malformed records\n", label, t->skipped);
     if (t->truncated)
@@ -571,7 +584,7 @@ int lm_run(const struct lm_opts *o, struct lm_result *res, struct pl_err *err)
     if (rc == PL_OK) {
         struct train_opts run = o->train;
         run.steps = lm_steps(&t, o);
-        if (run.log)
+        if (run.log && t.rank == 0)
             log_data(run.log, &t, run.steps);
         struct train_task task;
         lm_as_task(&t, &task);

@@ -16,7 +16,11 @@
  * grad_accum 2 x batch B trains on the same rows as batch 2B. The held-out set (eval_data, or
  * the last eval_frac of data: of the text, cut at a line start, or of the examples) is packed the
  * same way in file order, at most eval_rows rows; its values are "eval/loss" (mean per target)
- * and "eval/ppl". */
+ * and "eval/ppl".
+ *
+ * Across ranks (trainer/dist.h) batch is each rank's: a micro-batch packs ranks x batch rows,
+ * rank k trains on rows k * batch .. k * batch + batch - 1 of it, so N ranks at batch B train on
+ * the rows one process does at batch N x B; the held-out batches are shared out by rank. */
 #ifndef LM_H
 #define LM_H
 
@@ -72,11 +76,13 @@ struct lm_stream {
 struct lm_task {
     enum lm_kind kind;
     int B, T, accum, eos;
+    int rank, ranks; /* dist_rank() and dist_size() at lm_init */
     float mix_frac;
     struct lm_units train, eval, mix;
     struct lm_stream data, corpus;
     uint64_t rows[1]; /* training rows packed so far: places the corpus rows */
-    /* The micro-batches of the current step: [accum * B * T] each, micro-batch i at i * B * T. */
+    /* The micro-batches of the current step: [accum * ranks * B * T] each, micro-batch i at
+     * i * ranks * B * T, this rank's rows rank * B * T after that. */
     int *tokens, *targets, *pos, *seg;
     /* The packed held-out set: [eval_rows * T] each. */
     int *eval_tokens, *eval_targets, *eval_pos, *eval_seg;

@@ -1,5 +1,7 @@
 #include "trainer/train.h"
 
+#include "trainer/dist.h"
+
 #include "model/ckpt.h"
 #include "model/io.h"
 #include "model/tensor.h"
@@ -311,6 +313,13 @@ static int check_keys(const struct run *r, const struct ckpt_file *f, struct pl_
                            "cannot resume from '%s': option '%s' was %s there and is %s now",
                            r->state_path, fd.name, was ? was : "unset", fd.value);
     }
+    /* dist: the key "ranks" exists only in runs of more than one rank. */
+    const char *ranks = ckpt_file_meta(f, "ranks");
+    if (ranks && dist_size() == 1)
+        return pl_errf(err, PL_EINVAL,
+                       "cannot resume from '%s': option 'ranks' was %s there and is 1 now "
+                       "(mpirun -np %s)",
+                       r->state_path, ranks, ranks);
     return PL_OK;
 }
 
@@ -464,6 +473,8 @@ static void json_model_num(FILE *f, const struct train_model *tm, const char *ke
 static void metrics_line(struct run *r, const struct step_stats *s, const struct train_values *ev)
 {
     FILE *f = r->metrics;
+    if (!f) /* dist: a rank other than 0 */
+        return;
     fprintf(f, "{\"step\": %ld, \"time\": %.3f", r->step, r->time0 + pl_now() - r->t0);
     if (s) {
         json_num(f, "train/loss", s->loss);
@@ -514,6 +525,11 @@ static int checkpoint(struct run *r, struct pl_err *err)
 {
     uint64_t bytes = 0;
     int rc = PL_OK;
+    /* dist: rank 0 alone writes; every rank holds the same weights (dist_check). */
+    if (dist_rank() > 0) {
+        r->saved = r->step;
+        return PL_OK;
+    }
     for (int i = 0; rc == PL_OK && i < r->n_models; i++) {
         const struct train_model *tm = &r->models[i];
         rc = ckpt_save(tm->m, tm->out, err);
@@ -551,6 +567,46 @@ static int numeric_error(const struct run *r, double loss, struct pl_err *err)
                    saved >= 0 ? "'" : "");
 }
 
+/* ---- dist: data parallel across ranks (trainer/dist.h) ---- */
+
+/* After every rank's micro-batches: the loss and token count summed over the ranks, a skip by
+ * any rank skips the step on all, and the gradients of the global batch (each rank's already
+ * scaled by its share of the global weight) summed into every rank's copy. */
+static int dist_step(struct run *r, struct train_step *st, double *loss, struct pl_err *err)
+{
+    if (dist_size() == 1)
+        return PL_OK;
+    double v[3] = {*loss, (double)st->tokens, st->skip ? 1.0 : 0.0};
+    int rc = dist_sum_doubles(v, 3, err);
+    *loss = v[0];
+    st->tokens = (long)v[1];
+    st->skip = v[2] > 0.0;
+    for (int i = 0; rc == PL_OK && !st->skip && i < r->n_models; i++)
+        rc = dist_sum_floats(r->models[i].m->grads, r->models[i].m->n_params, 1.0f, err);
+    return rc;
+}
+
+#define DIST_CHECK_EVERY 100
+
+/* When `now` (at the start, every DIST_CHECK_EVERY steps, at checkpoints): every rank holds the
+ * same weights at the same step, or the run stops. */
+static int dist_check(const struct run *r, bool now, struct pl_err *err)
+{
+    for (int i = 0; now && dist_size() > 1 && i < r->n_models; i++) {
+        const struct train_model *tm = &r->models[i];
+        char what[128];
+        snprintf(what, sizeof what, "step %ld: %s%sweights", r->step, tm->name ? tm->name : "the",
+                 tm->name ? "'s " : " ");
+        uint64_t h = dist_hash(tm->m->params, tm->m->n_params) ^ (uint64_t)r->step;
+        int rc = dist_same(h, what, err);
+        if (rc)
+            return rc;
+    }
+    return PL_OK;
+}
+
+/* ---- end of dist ---- */
+
 /* One optimizer step: gradients over grad_accum micro-batches, then for each model clipping and
  * AdamW, unless the task skips the step. */
 static int train_step(struct run *r, struct step_stats *s, struct pl_err *err)
@@ -561,17 +617,21 @@ static int train_step(struct run *r, struct step_stats *s, struct pl_err *err)
     struct train_step st = {.index = r->step,
                             .n_micro = o->grad_accum,
                             .weight = r->weight,
-                            .log = o->log ? &r->progress : NULL};
+                            .log = o->log && dist_rank() == 0 ? &r->progress : NULL};
     for (int i = 0; i < r->n_models; i++)
         gpt_zero_grad(r->models[i].m);
     int rc = task->next(task->ctx, &st, err);
     for (int i = 0; rc == PL_OK && i < o->grad_accum; i++)
         total += r->weight[i];
+    if (rc == PL_OK) /* dist: the weight of the global batch, all ranks' terms */
+        rc = dist_sum_doubles(&total, 1, err);
     for (int i = 0; rc == PL_OK && i < o->grad_accum; i++) {
         double share = total > 0.0 ? r->weight[i] / total : 0.0, part;
         rc = task->backward(task->ctx, r->models, &st, i, (float)share, &part, err);
         loss += share * part;
     }
+    if (rc == PL_OK)
+        rc = dist_step(r, &st, &loss, err);
     if (rc)
         return rc;
     s->loss = loss;
@@ -648,7 +708,10 @@ static int loop(struct run *r, struct train_result *res, struct pl_err *err)
         if (!s.quiet || ev.n)
             metrics_line(r, &s, &ev);
         show_step(r, &s);
-        if (due(r->step, o->save_every, o->steps) && (rc = checkpoint(r, err)))
+        bool save = due(r->step, o->save_every, o->steps);
+        if ((rc = dist_check(r, save || r->step % DIST_CHECK_EVERY == 0, err)))
+            break;
+        if (save && (rc = checkpoint(r, err)))
             break;
         if (o->on_step && o->on_step(o->on_step_ctx, r->step)) {
             res->stopped = true;
@@ -757,14 +820,15 @@ static int run_open(struct run *r, struct pl_err *err)
     r->run_path = io_path_join(o->out, "run.json");
     if (!r->state_path || !r->metrics_path || !r->run_path)
         return pl_oom(err, "paths");
-    int rc = prepare_folders(r, err);
+    /* dist: rank 0 alone prepares and writes the folders; every rank reads a checkpoint. */
+    int rc = dist_rank() == 0 ? prepare_folders(r, err) : PL_OK;
     if (rc)
         return rc;
     struct stat st;
     r->resumed = o->resume && stat(r->state_path, &st) == 0;
     if (r->resumed) {
         rc = state_load(r, &bytes, err);
-    } else {
+    } else if (dist_rank() == 0) {
         /* Nothing of an older run may pass for part of this one. */
         rc = remove_file(r->state_path, err);
         if (rc == PL_OK)
@@ -774,8 +838,10 @@ static int run_open(struct run *r, struct pl_err *err)
         io_progress_log(&r->progress, "resuming from step %ld", r->step);
     else if (rc == PL_OK && o->resume)
         io_progress_log(&r->progress, "no checkpoint in '%s': starting afresh", o->out);
-    if (rc == PL_OK)
+    if (rc == PL_OK && dist_rank() == 0)
         rc = metrics_open(r, bytes, err);
+    if (rc == PL_OK)
+        rc = dist_check(r, true, err);
     return rc;
 }
 
@@ -790,6 +856,10 @@ static int run_keys(struct run *r, struct pl_err *err)
     field_add(&r->keys, NULL, "grad_accum", FIELD_NUM, s);
     for (int i = 0; i < r->n_models; i++)
         optim_fields(&r->keys, r->models[i].name, &r->models[i].optim);
+    if (dist_size() > 1) { /* dist: the global batch is the ranks' batches */
+        snprintf(s, sizeof s, "%d", dist_size());
+        field_add(&r->keys, NULL, "ranks", FIELD_NUM, s);
+    }
     return r->keys.b.oom || r->info.b.oom ? pl_oom(err, "run options") : PL_OK;
 }
 
@@ -808,7 +878,7 @@ int train_run(struct train_model *models, int n_models, const struct train_task 
     int rc = check_run_opts(models, n_models, task, o, err);
     if (rc)
         return rc;
-    io_progress_init(&r.progress, o->log, task->label, "steps", o->steps);
+    io_progress_init(&r.progress, dist_rank() == 0 ? o->log : NULL, task->label, "steps", o->steps);
     r.weight = pl_malloc((size_t)o->grad_accum * sizeof *r.weight);
     r.lr = pl_calloc((size_t)n_models, sizeof *r.lr);
     r.norm = pl_calloc((size_t)n_models, sizeof *r.norm);
