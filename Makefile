@@ -116,16 +116,18 @@ clean:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
-# plumb/torch ratios of generation and PPO-iteration speed, from one run of each: Debian's
-# python3-torch on OpenBLAS, with OpenBLAS's own CPU detection (no OPENBLAS_CORETYPE / L2 size
-# override) so that it runs its AVX-512 kernels, OpenBLAS ahead of whatever libblas.so.3 points
-# at, and glibc malloc kept from trimming and from mapping buffers of up to 32 MiB (its largest
-# threshold) anew on every step.
+# plumb/torch ratios of training-step, scoring, generation and PPO-iteration speed, one table
+# from one run of each, the same thread count: Debian's python3-torch on the OpenMP build of
+# OpenBLAS first on the library path (torch's OpenMP threads are then OpenBLAS's: the pthread
+# build makes two pools fight over the cores), OpenBLAS's own CPU detection (no
+# OPENBLAS_CORETYPE / L2 size override) so that it runs its AVX-512 kernels (the script prints
+# the core it picked), and glibc malloc on huge pages, never mapping anew below 4 GiB nor
+# trimming, so a step does not pay first-touch page faults.
 .PHONY: bench-peer
 bench-peer: $(BUILD)/plumb
-	@$(MAKE) --no-print-directory deps DEB_PACKAGES="python3-torch libopenblas0-pthread"
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="python3-torch libopenblas0-openmp"
 	$(BUILD)/plumb bench --json > $(BUILD)/bench.json
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
-	  MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432 \
-	  LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread \
+	  GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736 \
+	  LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp \
 	  /usr/bin/python3 bench/peer_torch.py --plumb $(BUILD)/bench.json

@@ -1,5 +1,15 @@
 #!/usr/bin/python3
-"""peer_torch.py: time plumb bench's generation and PPO workloads in PyTorch.
+"""peer_torch.py: time plumb bench's training, scoring, generation and PPO workloads in PyTorch.
+
+Training step and scoring, the same work as `plumb bench`'s "train" and
+"score" figures: random weights, batch 4 x 256 random tokens with random
+targets, on 4 layers x 256 wide with the byte vocabulary (256) and on GPT-2
+124M, context 1024 as plumb's shapes have. A training step is the forward, the
+mean cross-entropy over every position, the backward, clipping at norm 1.0 and
+AdamW (lr 1e-4, betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices); a
+scoring pass is a no-grad forward with each position's log-prob of its target
+(logit minus log-sum-exp, without writing the log-softmax). Best of --steps
+after a warm-up.
 
 Generation, the same work as `plumb bench`'s "generate" figures: GPT-2 with
 random weights, a KV cache, prompts of 64 random tokens, 64 new tokens per
@@ -33,16 +43,19 @@ need it only, inference_mode for the generation benchmark and no_grad for
 PPO's generation and scoring, the same thread count as plumb.
 
     python3 bench/peer_torch.py [--threads N] [--steps N] [--plumb bench.json]
-                                [--only generate|ppo]
+                                [--only train|generate|ppo]
 
-With --plumb (the output of `plumb bench --json`) it also prints plumb/torch
-ratios of speeds (above 1: plumb is faster) and, without --threads, uses the
-thread count of plumb's run. Run it with Debian's python3-torch and OpenBLAS's
-own CPU detection (unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, and put
-OpenBLAS first: LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread),
-and with glibc's malloc kept from handing memory back to the system between
-minibatches (MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_), as `make
-bench-peer` does.
+With --plumb (the output of `plumb bench --json`) it also prints one table of
+plumb/torch ratios of speeds (above 1: plumb is faster) and, without
+--threads, uses the thread count of plumb's run. Run it as `make bench-peer`
+does: Debian's python3-torch on the OpenMP build of OpenBLAS
+(LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp: torch's OpenMP
+threads and OpenBLAS's are then one pool; the pthread build makes two pools
+fight over the cores), OpenBLAS's own CPU detection (OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE unset, so it picks its AVX-512 kernels; the script prints the
+core OpenBLAS chose), and glibc's malloc kept from handing memory back to the
+system between steps (GLIBC_TUNABLES: huge pages, no mmap below 4 GiB, no
+trimming).
 """
 
 import argparse
@@ -54,10 +67,16 @@ import time
 
 PROMPT = 64
 NEW = 64
+# Generation uses GPT-2's vocabulary on both shapes (plumb bench does the same); training and
+# scoring use train_vocab, plumb bench's shapes.
 SHAPES = [
-    {"name": "4x256", "n_layer": 4, "n_embd": 256, "n_head": 4, "vocab_size": 50257},
-    {"name": "gpt2-124M", "n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50257},
+    {"name": "4x256", "n_layer": 4, "n_embd": 256, "n_head": 4, "vocab_size": 50257,
+     "train_vocab": 256},
+    {"name": "gpt2-124M", "n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50257,
+     "train_vocab": 50257},
 ]
+TRAIN_B, TRAIN_T, TRAIN_CONTEXT = 4, 256, 1024
+TRAIN_LR, TRAIN_BETAS, TRAIN_EPS, TRAIN_DECAY, TRAIN_MAX_NORM = 1e-4, (0.9, 0.95), 1e-8, 0.1, 1.0
 
 # bench_ppo's shape and ppo_opts_default's settings.
 PPO_SHAPE = {"n_layer": 4, "n_embd": 256, "n_head": 4, "vocab_size": 257, "n_positions": 128}
@@ -76,7 +95,8 @@ def parse_args():
     p.add_argument("--threads", type=int, help="threads (default: plumb's run's, else all cores)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--plumb", help="plumb bench --json output, to print plumb/torch ratios")
-    p.add_argument("--only", choices=("generate", "ppo"), help="run one benchmark only")
+    p.add_argument("--only", choices=("train", "generate", "ppo"),
+                   help="run one benchmark only (train: training step and scoring)")
     a = p.parse_args()
     a.plumb_json = None
     if a.plumb:
@@ -239,6 +259,96 @@ def bench_generate():
                 f"for 1 prompt, {r['generate']['b32']['tokens_per_s']:.0f} for 32",
                 file=sys.stderr,
             )
+    return results
+
+
+# ---- training step and scoring ----
+
+
+def openblas_core():
+    """The OpenBLAS this process loaded (through torch) and the kernels it picked."""
+    import ctypes
+
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "blas" in line and "/" in line}
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            lib.openblas_get_config.restype = ctypes.c_char_p
+        except (OSError, AttributeError):
+            continue
+        par = {0: "sequential", 1: "pthreads", 2: "OpenMP"}.get(lib.openblas_get_parallel(), "?")
+        return {"library": os.path.realpath(path),
+                "core": lib.openblas_get_corename().decode(),
+                "config": lib.openblas_get_config().decode(), "threading": par}
+    return {"library": " ".join(sorted(paths)) or "none", "core": "not OpenBLAS"}
+
+
+def train_batch(vocab):
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, vocab, (TRAIN_B, TRAIN_T), generator=gen)
+    targets = torch.randint(0, vocab, (TRAIN_B, TRAIN_T), generator=gen)
+    return tokens, targets
+
+
+def train_rate(s):
+    """Tokens/s of the training step, best of --steps after a warm-up."""
+    V = s["train_vocab"]
+    gen = torch.Generator().manual_seed(1)
+    model = GPT2(s["n_layer"], s["n_embd"], s["n_head"], V, TRAIN_CONTEXT, gen)
+    for p in model.params():
+        p.requires_grad_()
+    params = model.params()
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": TRAIN_DECAY},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=TRAIN_LR, betas=TRAIN_BETAS, eps=TRAIN_EPS, foreach=True)
+    tokens, targets = train_batch(V)
+    best = float("inf")
+    for rep in range(ARGS.steps + 1):
+        t0 = time.perf_counter()
+        logits = F.linear(model.hidden(tokens), model.wte)
+        loss = F.cross_entropy(logits.view(-1, V), targets.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, TRAIN_MAX_NORM)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        del logits, loss
+        dt = time.perf_counter() - t0
+        if rep > 0:
+            best = min(best, dt)
+    return TRAIN_B * TRAIN_T / best
+
+
+def score_rate(s):
+    """Tokens/s of a no-grad forward with every position's log-prob of its target."""
+    V = s["train_vocab"]
+    gen = torch.Generator().manual_seed(1)
+    model = GPT2(s["n_layer"], s["n_embd"], s["n_head"], V, TRAIN_CONTEXT, gen)
+    tokens, targets = train_batch(V)
+    best = float("inf")
+    with torch.inference_mode():
+        for rep in range(ARGS.steps + 1):
+            t0 = time.perf_counter()
+            logits = F.linear(model.hidden(tokens), model.wte)
+            logp = logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, -1)
+            del logits, logp
+            dt = time.perf_counter() - t0
+            if rep > 0:
+                best = min(best, dt)
+    return TRAIN_B * TRAIN_T / best
+
+
+def bench_train():
+    results = []
+    for s in SHAPES:
+        r = {"name": s["name"], "n_layer": s["n_layer"], "n_embd": s["n_embd"],
+             "vocab_size": s["train_vocab"], "batch": TRAIN_B, "seq": TRAIN_T,
+             "train": {"tokens_per_s": train_rate(s)}, "score": {"tokens_per_s": score_rate(s)}}
+        results.append(r)
+        print(f"torch {s['name']}: training step {r['train']['tokens_per_s']:.0f} tokens/s, "
+              f"scoring {r['score']['tokens_per_s']:.0f} tokens/s", file=sys.stderr)
     return results
 
 
@@ -464,62 +574,74 @@ def bench_ppo():
 def main():
     torch.set_num_threads(ARGS.threads)
     out = {"torch": torch.__version__, "threads": ARGS.threads}
-    if ARGS.only != "ppo":
+    if ARGS.only in (None, "train"):
+        out["train_shapes"] = bench_train()
+    if ARGS.only in (None, "generate"):
         out["shapes"] = bench_generate()
-    if ARGS.only != "generate":
+    if ARGS.only in (None, "ppo"):
         out["ppo_iteration"] = bench_ppo()
+    out["blas"] = openblas_core()
     print(json.dumps(out))
     if ARGS.plumb_json is not None:
-        if "shapes" in out:
-            print_ratios(out["shapes"])
-        if "ppo_iteration" in out:
-            print_ppo_ratios(out["ppo_iteration"])
+        print_table(out)
 
 
-def print_ratios(torch_results):
-    plumb = ARGS.plumb_json
-    for t in torch_results:
-        match = [
-            p
-            for p in plumb
-            if "shape" in p
-            and p["shape"]["n_layer"] == t["n_layer"]
-            and p["shape"]["n_embd"] == t["n_embd"]
-            and p.get("generate", {}).get("vocab_size") == t["vocab_size"]
-        ]
-        if not match or "generate" not in match[0]:
-            print(f"{t['name']}: no plumb generation figures", file=sys.stderr)
-            continue
-        p = match[0]["generate"]
-        for b in ("b1", "b32"):
-            ratio = p[b]["tokens_per_s"] / t["generate"][b]["tokens_per_s"]
-            print(
-                f"{t['name']} generate {b}: plumb {p[b]['tokens_per_s']:.0f} tokens/s, "
-                f"torch {t['generate'][b]['tokens_per_s']:.0f}, plumb/torch {ratio:.2f}"
-            )
+def plumb_shape(t, vocab_of):
+    """plumb's result for torch's shape t, matched on depth, width and vocab_of(result)."""
+    for p in ARGS.plumb_json:
+        if ("shape" in p and p["shape"]["n_layer"] == t["n_layer"]
+                and p["shape"]["n_embd"] == t["n_embd"] and vocab_of(p) == t["vocab_size"]):
+            return p
+    return None
 
 
-def print_ppo_ratios(t):
+def ratio_rows(out):
+    """(what, shape, plumb figure, torch figure, unit, plumb/torch speed) for every figure both
+    sides measured."""
+    rows = []
+    for t in out.get("train_shapes", []):
+        p = plumb_shape(t, lambda p: p["shape"]["vocab_size"])
+        for what, key in (("training step", "train"), ("scoring", "score")):
+            if p is None or key not in p:
+                print(f"{t['name']} {what}: no plumb figure", file=sys.stderr)
+                continue
+            mine, theirs = p[key]["tokens_per_s"], t[key]["tokens_per_s"]
+            rows.append((f"{what}, batch {t['batch']} x {t['seq']}", t["name"], mine, theirs,
+                         "tokens/s", mine / theirs))
+    for t in out.get("shapes", []):
+        p = plumb_shape(t, lambda p: p.get("generate", {}).get("vocab_size"))
+        for b, n in (("b1", 1), ("b32", 32)):
+            if p is None:
+                print(f"{t['name']} generation: no plumb figure", file=sys.stderr)
+                break
+            mine, theirs = p["generate"][b]["tokens_per_s"], t["generate"][b]["tokens_per_s"]
+            rows.append((f"generation, batch {n}", t["name"] + " vocab 50257", mine, theirs,
+                         "tokens/s", mine / theirs))
+    t = out.get("ppo_iteration")
     match = [p["ppo_iteration"] for p in ARGS.plumb_json if "ppo_iteration" in p]
-    if not match:
+    if t and match:
+        p = match[0]
+        for what, mine, theirs in (
+            ("ppo generation", p["generation_s"], t["generation_s"]),
+            ("ppo scoring", p["scoring_s"], t["scoring_s"]),
+            ("ppo update", p["update_s"], t["update_s"] + t["optimizer_s"]),
+        ):
+            rows.append((what, "4x256 byte", mine, theirs, "s", theirs / mine))
+        rows.append(("ppo iteration", "4x256 byte", p["tokens_per_s"], t["wall_tokens_per_s"],
+                     "tokens/s", p["tokens_per_s"] / t["wall_tokens_per_s"]))
+    elif t:
         print("ppo iteration: no plumb figures", file=sys.stderr)
-        return
-    p = match[0]
-    torch_update = t["update_s"] + t["optimizer_s"]
-    for what, mine, theirs in (
-        ("generation", p["generation_s"], t["generation_s"]),
-        ("scoring", p["scoring_s"], t["scoring_s"]),
-        ("update (forwards, losses, backwards, clipping, AdamW)", p["update_s"], torch_update),
-    ):
-        print(
-            f"ppo {what}: plumb {mine:.3f} s, torch {theirs:.3f} s, "
-            f"plumb/torch speed {theirs / mine:.2f}"
-        )
-    print(
-        f"ppo iteration: plumb {p['tokens_per_s']:.0f} tokens/s, "
-        f"torch {t['wall_tokens_per_s']:.0f}, "
-        f"plumb/torch {p['tokens_per_s'] / t['wall_tokens_per_s']:.2f} (whole iterations)"
-    )
+    return rows
+
+
+def print_table(out):
+    blas = out["blas"]
+    print(f"plumb/torch from one run: {out['threads']} threads each, torch {out['torch']} on "
+          f"{blas['library']} (OpenBLAS core {blas['core']}, {blas.get('threading', '?')})")
+    print("| work | shape | plumb | torch | unit | plumb / torch |")
+    print("|---|---|---|---|---|---|")
+    for what, shape, mine, theirs, unit, ratio in ratio_rows(out):
+        print(f"| {what} | {shape} | {mine:.4g} | {theirs:.4g} | {unit} | **{ratio:.2f}** |")
 
 
 if __name__ == "__main__":

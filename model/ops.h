@@ -28,6 +28,13 @@ void op_layernorm_bwd_ref(float *dinp, float *dw, float *db, const float *dout, 
 /* out[N,OC] = inp[N,IC] @ w[IC,OC] + bias[OC] (HF Conv1D layout; bias may be NULL). */
 void op_matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
                    int OC);
+/* A residual branch's output projection: out[N,OC] = res[N,OC] + bias[OC] + inp[N,IC] @ w[IC,OC],
+ * the sum written straight into the residual stream (no pass for the bias, none for the add).
+ * Backward: op_matmul_bwd with d out, and d res += d out. */
+void op_matmul_residual_fwd(float *out, const float *res, const float *inp, const float *w,
+                            const float *bias, int N, int IC, int OC);
+void op_matmul_residual_fwd_ref(float *out, const float *res, const float *inp, const float *w,
+                                const float *bias, int N, int IC, int OC);
 /* dinp may be NULL (first layer input needs no gradient); dbias may be NULL. */
 void op_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                    const float *w, int N, int IC, int OC);
@@ -52,14 +59,20 @@ void op_attention_fwd_ref(float *out, float *att, const float *qkv, const int *s
 void op_attention_bwd_ref(float *dqkv, const float *dout, const float *att, const float *qkv, int B,
                           int T, int C, int NH);
 
-/* GELU, tanh approximation (HF "gelu_new"). */
+/* GELU, tanh approximation (HF "gelu_new"); out may be inp. */
 void op_gelu_fwd(float *out, const float *inp, long n);
-void op_gelu_bwd(float *dinp, const float *inp, const float *dout, long n);
 void op_gelu_fwd_ref(float *out, const float *inp, long n);
-void op_gelu_bwd_ref(float *dinp, const float *inp, const float *dout, long n);
 
-/* out = a + b. Backward is dA += dout, dB += dout: op_add_inplace. */
-void op_residual_fwd(float *out, const float *a, const float *b, long n);
+/* The MLP's bias and GELU in one pass over the product x[N,OC] (computed without bias):
+ * pre = x + bias (in place: pre holds x on entry) and out = gelu(pre). */
+void op_bias_gelu_fwd(float *pre, float *out, const float *bias, int N, int OC);
+/* Its backward, in place: d[N,OC] holds d objective / d out on entry and d objective / d x
+ * on exit; dbias[OC] += the column sums of the latter. pre is the forward's. */
+void op_bias_gelu_bwd(float *d, float *dbias, const float *pre, int N, int OC);
+void op_bias_gelu_fwd_ref(float *pre, float *out, const float *bias, int N, int OC);
+void op_bias_gelu_bwd_ref(float *d, float *dbias, const float *pre, int N, int OC);
+
+/* dst += src. */
 void op_add_inplace(float *dst, const float *src, long n);
 
 /* Softmax cross-entropy over logits[N,V]. For rows with targets[i] >= 0:
