@@ -64,7 +64,10 @@ $(BUILD)/plumb: $(BUILD)/obj/plumb.o $(LIB)
 
 $(BUILD)/tests/%.t: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/tap.o $(BUILD)/obj/tests/fixture.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) -o $@ $(filter-out $(LIB),$^) $(LIB) $(LDLIBS_ALL)
+
+# The fuzz targets' replay test also links the targets (tests/fuzz/targets.h).
+$(BUILD)/tests/tools-fuzz.t: $(BUILD)/obj/tests/fuzz/targets.o
 
 # Tests find the plumb binary of their own build through PLUMB_BIN.
 test: $(TESTS) $(BUILD)/plumb
@@ -131,3 +134,6 @@ bench-peer: $(BUILD)/plumb
 	  GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736 \
 	  LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp \
 	  /usr/bin/python3 bench/peer_torch.py --plumb $(BUILD)/bench.json
+
+# make fuzz [FUZZ_SECONDS=N] [FUZZ_NAMES="..."]: the libFuzzer targets of tests/fuzz (tools/fuzz.mk).
+-include tools/fuzz.mk

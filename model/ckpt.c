@@ -697,13 +697,14 @@ static int parse_root(const cJSON *root, const char *src, struct gpt_config *cfg
                        "%s: field 'bos_token_id': %d is outside the vocabulary (%d)", src,
                        cfg->bos_token_id, cfg->vocab_size);
 
-    int n_inner = 4 * cfg->n_embd;
+    long long inner = 4LL * cfg->n_embd; /* in int it overflows for n_embd above 2^29 */
+    int n_inner = 0;
     rc = get_int(root, "n_inner", 1, src, &n_inner, err);
     if (rc < 0)
         return rc;
-    if (n_inner != 4 * cfg->n_embd)
-        return pl_errf(err, PL_EFORMAT, "%s: field 'n_inner': only 4 * n_embd (%d) is supported",
-                       src, 4 * cfg->n_embd);
+    if (rc == 1 && n_inner != inner)
+        return pl_errf(err, PL_EFORMAT,
+                       "%s: field 'n_inner': only 4 * n_embd (%lld) is supported", src, inner);
     if ((rc = check_bool(root, "scale_attn_weights", true, src, err)) ||
         (rc = check_bool(root, "scale_attn_by_inverse_layer_idx", false, src, err)) ||
         (rc = check_bool(root, "tie_word_embeddings", true, src, err)) ||

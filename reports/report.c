@@ -222,7 +222,8 @@ static int order_models(struct report *r, struct pl_err *err)
         sorted[i] = r->models[order[i]];
         where[order[i]] = i;
     }
-    memcpy(r->models, sorted, (size_t)n * sizeof *sorted);
+    if (n > 0) /* r->models is NULL when no file named a model */
+        memcpy(r->models, sorted, (size_t)n * sizeof *sorted);
     for (int i = 0; i < r->n_results; i++)
         r->results[i].model = where[r->results[i].model];
     for (int i = 0; i < r->n_answers; i++) {

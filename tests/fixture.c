@@ -184,7 +184,7 @@ int tap_plumb(char *out, size_t cap_out, char *err, size_t cap_err, const char *
     return tap_shell(cmd, out, cap_out, err, cap_err);
 }
 
-static char *read_whole(const char *path, size_t *n)
+char *tap_read_whole(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
@@ -195,6 +195,8 @@ static char *read_whole(const char *path, size_t *n)
         free(buf);
         buf = NULL;
     }
+    if (buf)
+        buf[len] = '\0';
     if (f)
         fclose(f);
     *n = buf ? (size_t)len : 0;
@@ -204,7 +206,7 @@ static char *read_whole(const char *path, size_t *n)
 bool tap_same_file(const char *a, const char *b)
 {
     size_t na, nb;
-    char *x = read_whole(a, &na), *y = read_whole(b, &nb);
+    char *x = tap_read_whole(a, &na), *y = tap_read_whole(b, &nb);
     bool same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);

@@ -56,6 +56,10 @@ const char *tap_plumb_bin(void);
 __attribute__((format(printf, 5, 6))) int tap_plumb(char *out, size_t cap_out, char *err,
                                                     size_t cap_err, const char *fmt, ...);
 
+/* The whole file's bytes, as they are (no gzip), in a new malloc buffer of *n bytes plus a NUL;
+ * NULL (and *n 0) when it cannot be read. */
+char *tap_read_whole(const char *path, size_t *n);
+
 /* Whether the files at a and b both exist and hold the same bytes. */
 bool tap_same_file(const char *a, const char *b);
 
