@@ -243,7 +243,9 @@ static int sl_chunk(struct critique_run *r, const struct ds_prompts *set, const 
         cnt->final_broken += fb > 0;
         for (int k = 0; k < t->n_rounds; k++) {
             cnt->by_rules += t->rounds[k].verdict == CRITIQUE_KEPT_RULES;
-            cnt->by_critique += t->rounds[k].verdict == CRITIQUE_KEPT_CRITIQUE;
+            /* A tie kept after a rule's critique is the rule's doing, not the model's. */
+            cnt->by_critique +=
+                t->rounds[k].verdict == CRITIQUE_KEPT_CRITIQUE && !t->rounds[k].rule_critique;
             cnt->rule_critiques += t->rounds[k].rule_critique;
         }
     }

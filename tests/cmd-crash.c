@@ -568,70 +568,15 @@ static void test_critique(void)
 
 #define ITEMS 24
 
-struct pty {
-    int fd;
-    pid_t pid;
-    char screen[1 << 18]; /* what the program wrote to the terminal */
-    size_t n;
-};
-
-/* Start "plumb label ARGS" on a new 80x24 pseudo-terminal. */
-static bool pty_start(struct pty *p, const char *args)
+/* Start "plumb label ARGS" on a pseudo-terminal, its stderr appended to the log. */
+static bool pty_start(struct tap_pty *p, const char *args)
 {
-    p->n = 0;
-    p->screen[0] = '\0';
-    p->fd = posix_openpt(O_RDWR | O_NOCTTY);
-    if (p->fd < 0 || grantpt(p->fd) != 0 || unlockpt(p->fd) != 0)
-        return false;
-    const char *name = ptsname(p->fd);
-    struct winsize ws = {.ws_row = 24, .ws_col = 80};
-    ioctl(p->fd, TIOCSWINSZ, &ws);
     char cmd[16384];
     snprintf(cmd, sizeof cmd, "exec %s label %s 2>>%s", bin, args, tap_tmp("log.txt"));
-    fflush(stdout);
-    p->pid = fork();
-    if (p->pid == 0) {
-        setsid();
-        int s = open(name, O_RDWR);
-        if (s < 0 || ioctl(s, TIOCSCTTY, 0) != 0)
-            _exit(99);
-        dup2(s, 0);
-        dup2(s, 1);
-        close(s);
-        close(p->fd);
-        setenv("TERM", "xterm", 1);
-        unsetenv("LINES");
-        unsetenv("COLUMNS");
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(98);
-    }
-    return p->pid > 0;
+    return tap_pty_start(p, cmd);
 }
 
-/* Read the terminal for up to ms milliseconds or until it shows want (NULL: the whole time). */
-static bool pty_pump(struct pty *p, const char *want, int ms)
-{
-    double end = pl_now() + ms / 1000.0;
-    for (;;) {
-        p->screen[p->n] = '\0';
-        if (want && strstr(p->screen, want))
-            return true;
-        double left = end - pl_now();
-        if (left <= 0)
-            return false;
-        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
-        if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0)
-            continue;
-        if (p->n + 1 >= sizeof p->screen)
-            p->n = 0;
-        ssize_t r = read(p->fd, p->screen + p->n, sizeof p->screen - 1 - p->n);
-        if (r <= 0)
-            return false;
-        p->n += (size_t)r;
-    }
-}
-
-static void pty_keys(struct pty *p, const char *keys)
+static void pty_keys(struct tap_pty *p, const char *keys)
 {
     if (write(p->fd, keys, strlen(keys)) != (ssize_t)strlen(keys))
         tap_diag("cannot write to the terminal");
@@ -663,7 +608,7 @@ static void write_label_samples(void)
 
 static void test_label(void)
 {
-    static struct pty p;
+    static struct tap_pty p;
     char args[2048];
     snprintf(args, sizeof args, "--samples %s --labels %s --annotator ann --order file",
              tap_tmp("items.jsonl"), tap_tmp("labels.jsonl"));
@@ -677,12 +622,12 @@ static void test_label(void)
         if (!pty_start(&p, args))
             break;
         /* Each session resumes at the first unlabelled item. */
-        resumed += pty_pump(&p, w, 10000);
+        resumed += tap_pty_pump(&p, w, 10000);
         int r = (int)(pl_rng_uniform(&rng) * 3.0);
         for (int k = 0; k < r && acked + 1 < ITEMS; k++) {
             pty_keys(&p, k % 2 ? "312\r" : "123\r");
             item_word((int)acked + 1, w);
-            if (!pty_pump(&p, w, 10000))
+            if (!tap_pty_pump(&p, w, 10000))
                 break;
             acked++;
         }
@@ -690,7 +635,7 @@ static void test_label(void)
         if (acked + 1 < ITEMS)
             pty_keys(&p, "213\r");
         double t = pl_rng_uniform(&rng) * 0.02;
-        pty_pump(&p, NULL, (int)(t * 1000));
+        tap_pty_pump(&p, NULL, (int)(t * 1000));
         kill(p.pid, SIGKILL);
         killed += wait_end(p.pid) == END_KILLED;
         close(p.fd);

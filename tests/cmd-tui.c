@@ -45,133 +45,63 @@ static int count_lines(const char *path)
 
 /* ---- plumb label on a pseudo-terminal ---- */
 
-struct pty {
-    int fd;
-    pid_t pid;
-    char screen[1 << 20]; /* every byte the program wrote to the terminal */
-    size_t n;
-    int status; /* after pty_wait */
-};
-
 static void sleep_ms(int ms)
 {
     struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
     nanosleep(&t, NULL);
 }
 
-static double now_s(void)
+/* Start "plumb label ARGS" on a pseudo-terminal, its stderr to stderr.txt. */
+static bool pty_start(struct tap_pty *p, const char *args)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+    char cmd[4096 + PATH_MAX];
+    snprintf(cmd, sizeof cmd, "exec %s label %s 2>stderr.txt", bin, args);
+    return tap_pty_start(p, cmd);
 }
 
-/* Start "plumb label ARGS" on a new 80x24 pseudo-terminal, its stderr to stderr.txt. */
-static bool pty_start(struct pty *p, const char *args)
-{
-    memset(p, 0, sizeof *p);
-    p->fd = posix_openpt(O_RDWR | O_NOCTTY);
-    if (p->fd < 0 || grantpt(p->fd) != 0 || unlockpt(p->fd) != 0)
-        return false;
-    const char *name = ptsname(p->fd);
-    struct winsize ws = {.ws_row = 24, .ws_col = 80};
-    ioctl(p->fd, TIOCSWINSZ, &ws);
-    char copy[4096];
-    snprintf(copy, sizeof copy, "label %s", args);
-    fflush(stdout);
-    p->pid = fork();
-    if (p->pid == 0) {
-        setsid();
-        int s = open(name, O_RDWR);
-        int e = open("stderr.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (s < 0 || e < 0 || ioctl(s, TIOCSCTTY, 0) != 0)
-            _exit(99);
-        dup2(s, 0);
-        dup2(s, 1);
-        dup2(e, 2);
-        close(s);
-        close(e);
-        close(p->fd);
-        char *argv[64] = {(char *)bin};
-        int argc = 1;
-        for (char *t = strtok(copy, " "); t && argc < 63; t = strtok(NULL, " "))
-            argv[argc++] = t;
-        argv[argc] = NULL;
-        setenv("TERM", "xterm", 1);
-        unsetenv("LINES");
-        unsetenv("COLUMNS");
-        execv(bin, argv);
-        _exit(98);
-    }
-    return p->pid > 0;
-}
-
-/* Read what the program writes for up to ms milliseconds, or until `want` has been written
- * (NULL: the whole time); whether it was. */
-static bool pty_pump(struct pty *p, const char *want, int ms)
-{
-    double end = now_s() + ms / 1000.0;
-    for (;;) {
-        p->screen[p->n] = '\0';
-        if (want && strstr(p->screen, want))
-            return true;
-        double left = end - now_s();
-        if (left <= 0)
-            return false;
-        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
-        if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0)
-            continue;
-        ssize_t r = read(p->fd, p->screen + p->n, sizeof p->screen - 1 - p->n);
-        if (r <= 0)
-            return want ? strstr(p->screen, want) != NULL : false;
-        p->n += (size_t)r;
-    }
-}
-
-static void pty_send(struct pty *p, const char *keys)
+static void pty_send(struct tap_pty *p, const char *keys)
 {
     for (; *keys; keys++) {
         if (write(p->fd, keys, 1) != 1)
             tap_diag("cannot write to the terminal");
-        pty_pump(p, NULL, 30);
+        tap_pty_pump(p, NULL, 30);
     }
 }
 
 /* Wait until path has n lines (records are fsync'd before the screen moves on). */
-static bool wait_lines(struct pty *p, const char *path, int n)
+static bool wait_lines(struct tap_pty *p, const char *path, int n)
 {
     for (int i = 0; i < 1000; i++) {
         if (count_lines(path) >= n)
             return true;
-        pty_pump(p, NULL, 10);
+        tap_pty_pump(p, NULL, 10);
     }
     return false;
 }
 
 /* Wait for the program to end (reading on, so that it never blocks writing); its exit status,
  * 128 + the signal when killed. */
-static int pty_wait(struct pty *p)
+static int pty_wait(struct tap_pty *p)
 {
     int status = 0;
     for (int i = 0; i < 500 && waitpid(p->pid, &status, WNOHANG) == 0; i++)
-        pty_pump(p, NULL, 10);
+        tap_pty_pump(p, NULL, 10);
     if (waitpid(p->pid, &status, WNOHANG) == 0) {
         kill(p->pid, SIGKILL);
         waitpid(p->pid, &status, 0);
     }
     tap_read_into("stderr.txt", err, sizeof err);
-    p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return p->status;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* Whether the terminal is back in its ordinary mode: canonical input with echo. */
-static bool pty_restored(struct pty *p)
+static bool pty_restored(struct tap_pty *p)
 {
     struct termios t;
     return tcgetattr(p->fd, &t) == 0 && (t.c_lflag & ICANON) && (t.c_lflag & ECHO);
 }
 
-static void pty_close(struct pty *p)
+static void pty_close(struct tap_pty *p)
 {
     close(p->fd);
 }
@@ -211,7 +141,7 @@ static void test_usage(void)
 
 static void test_bad_input(void)
 {
-    struct pty p;
+    struct tap_pty p;
     tap_write_file("broken.jsonl", "{\"id\":\"a\",\"prompt\":\"p\",\"completions\":[\"x\",\"y\"]}\n"
                                "{\"id\":\"b\",\"prompt\":\"p\",\"completions\":[\"x\",\"y\"]\n");
     pty_start(&p, "--samples broken.jsonl --labels labels.jsonl --annotator ann");
@@ -239,11 +169,11 @@ static void test_bad_input(void)
 
 static void test_session(void)
 {
-    struct pty p;
+    struct tap_pty p;
     remove("labels.jsonl");
     pty_start(&p, LABEL_ARGS);
-    tap_ok(pty_pump(&p, "done 0/3", 10000), "the screen shows the progress");
-    tap_ok(pty_pump(&p, "q quit", 10000) && strstr(p.screen, "What is the capital of Lorvia?") &&
+    tap_ok(tap_pty_pump(&p, "done 0/3", 10000), "the screen shows the progress");
+    tap_ok(tap_pty_pump(&p, "q quit", 10000) && strstr(p.screen, "What is the capital of Lorvia?") &&
                strstr(p.screen, "Mervan, on the river Ost."),
            "the prompt and the completions");
     pty_send(&p, "42t1\r");
@@ -252,7 +182,7 @@ static void test_session(void)
     tap_ok(strstr(out, "{\"id\":\"a\",\"annotator\":\"ann\",\"ranking\":[3,1,0,2],\"ties\":[[3,1]],"
                        "\"skipped\":false,") != NULL,
            "ranked best first, the tie recorded");
-    tap_ok(pty_pump(&p, "^[]0;pwned^Ghi", 10000) && pty_pump(&p, "^[[31mred^[[0m hi", 10000),
+    tap_ok(tap_pty_pump(&p, "^[]0;pwned^Ghi", 10000) && tap_pty_pump(&p, "^[[31mred^[[0m hi", 10000),
            "the next item: escape sequences in completions are shown as ^[");
     tap_ok(!strstr(p.screen, "\x1b]0;") && !strstr(p.screen, "\x1b[31m") && !strchr(p.screen, '\a'),
            "and never reach the terminal");
@@ -270,10 +200,10 @@ static void test_session(void)
 
 static void test_kill(void)
 {
-    struct pty p;
+    struct tap_pty p;
     remove("labels.jsonl");
     pty_start(&p, LABEL_ARGS);
-    pty_pump(&p, "done 0/3", 10000);
+    tap_pty_pump(&p, "done 0/3", 10000);
     if (write(p.fd, "1234\r", 5) != 5)
         tap_diag("cannot write to the terminal");
     for (int i = 0; i < 10000 && count_lines("labels.jsonl") < 1; i++)
@@ -285,7 +215,7 @@ static void test_kill(void)
     tap_ok(strstr(out, "\"id\":\"a\",\"annotator\":\"ann\",\"ranking\":[0,1,2,3]") != NULL,
            "the label is on disk");
     pty_start(&p, LABEL_ARGS);
-    tap_ok(pty_pump(&p, "item b (2 of 3)", 10000) && strstr(p.screen, "done 1/3"),
+    tap_ok(tap_pty_pump(&p, "item b (2 of 3)", 10000) && strstr(p.screen, "done 1/3"),
            "the next start resumes after it");
     pty_send(&p, "\x03");
     tap_is_int(pty_wait(&p), 128 + SIGINT, "Ctrl-C ends the session");
@@ -293,7 +223,7 @@ static void test_kill(void)
            err);
     pty_close(&p);
     pty_start(&p, LABEL_ARGS);
-    pty_pump(&p, "done 1/3", 10000);
+    tap_pty_pump(&p, "done 1/3", 10000);
     kill(p.pid, SIGTERM);
     tap_ok(pty_wait(&p) == 128 + SIGTERM && pty_restored(&p), "so does SIGTERM");
     pty_close(&p);
@@ -302,7 +232,7 @@ static void test_kill(void)
     fputs("{\"id\":\"b\",\"annot", f);
     fclose(f);
     pty_start(&p, LABEL_ARGS);
-    tap_ok(pty_pump(&p, "cut-short last line", 10000), "a cut-short last line is reported");
+    tap_ok(tap_pty_pump(&p, "cut-short last line", 10000), "a cut-short last line is reported");
     pty_send(&p, "1234\r");
     wait_lines(&p, "labels.jsonl", 2);
     pty_send(&p, "q");

@@ -1,12 +1,16 @@
+#define _XOPEN_SOURCE 700 /* posix_openpt */
 #include "tests/fixture.h"
 
 #include "model/ckpt.h"
 #include "tests/tap.h"
 
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -156,6 +160,60 @@ int tap_shell(const char *cmd, char *out, size_t cap_out, char *err, size_t cap_
     tap_read_into("stdout.txt", out, cap_out);
     tap_read_into("stderr.txt", err, cap_err);
     return rc;
+}
+
+bool tap_pty_start(struct tap_pty *p, const char *cmd)
+{
+    p->n = 0;
+    p->screen[0] = '\0';
+    p->fd = posix_openpt(O_RDWR | O_NOCTTY);
+    if (p->fd < 0 || grantpt(p->fd) != 0 || unlockpt(p->fd) != 0)
+        return false;
+    const char *name = ptsname(p->fd);
+    struct winsize ws = {.ws_row = 24, .ws_col = 80};
+    ioctl(p->fd, TIOCSWINSZ, &ws);
+    fflush(stdout);
+    p->pid = fork();
+    if (p->pid == 0) {
+        setsid();
+        int s = open(name, O_RDWR);
+        if (s < 0 || ioctl(s, TIOCSCTTY, 0) != 0)
+            _exit(99);
+        dup2(s, 0);
+        dup2(s, 1);
+        close(s);
+        close(p->fd);
+        setenv("TERM", "xterm", 1);
+        unsetenv("LINES");
+        unsetenv("COLUMNS");
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(98);
+    }
+    return p->pid > 0;
+}
+
+bool tap_pty_pump(struct tap_pty *p, const char *want, int ms)
+{
+    double end = pl_now() + ms / 1000.0;
+    for (;;) {
+        p->screen[p->n] = '\0';
+        if (want && strstr(p->screen, want))
+            return true;
+        double left = end - pl_now();
+        if (left <= 0)
+            return false;
+        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
+        if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0)
+            continue;
+        if (p->n + 1 >= sizeof p->screen)
+            p->n = 0;
+        ssize_t r = read(p->fd, p->screen + p->n, sizeof p->screen - 1 - p->n);
+        if (r <= 0) {
+            p->screen[p->n] = '\0';
+            return want && strstr(p->screen, want);
+        }
+        p->n += (size_t)r;
+    }
 }
 
 const char *tap_plumb_bin(void)

@@ -60,6 +60,23 @@ __attribute__((format(printf, 5, 6))) int tap_plumb(char *out, size_t cap_out, c
  * NULL (and *n 0) when it cannot be read. */
 char *tap_read_whole(const char *path, size_t *n);
 
+/* A program on a pseudo-terminal, as a person meets `plumb label`. */
+struct tap_pty {
+    int fd;               /* the terminal's master side */
+    int pid;              /* the shell running the command */
+    char screen[1 << 20]; /* what the program wrote to the terminal (from the start once full) */
+    size_t n;
+};
+
+/* Run the shell command cmd (sh -c, in the current folder) on a new 80x24 pseudo-terminal, its
+ * standard input and output the terminal, TERM=xterm and no LINES or COLUMNS; whether it
+ * started. */
+bool tap_pty_start(struct tap_pty *p, const char *cmd);
+
+/* Read what the program writes for up to ms milliseconds, or until `want` is on the screen
+ * (NULL: the whole time); whether it is. */
+bool tap_pty_pump(struct tap_pty *p, const char *want, int ms);
+
 /* Whether the files at a and b both exist and hold the same bytes. */
 bool tap_same_file(const char *a, const char *b);
 
